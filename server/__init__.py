@@ -1,0 +1,1 @@
+"""The SmartInvoicing hub: gRPC services, domain logic, persistence and delivery to FBR."""

@@ -1,0 +1,140 @@
+"""Assemble and run the hub: gRPC server, forwarder, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from clients.fbr.client import FbrClient
+from fbrhub.v1 import invoice_service_pb2, invoice_service_pb2_grpc
+from server.db.engine import Database
+from server.domain.forwarder import Forwarder, ForwarderConfig
+from server.domain.ingest import Ingestor
+from server.domain.notify import Notifier
+from server.interceptors import HubInterceptor
+from server.services.invoices import InvoiceService
+from server.settings import Settings
+from server.tenancy import ApiKeyVerifier
+from server.tokens import TokenCodec
+
+logger = logging.getLogger(__name__)
+
+INVOICE_SERVICE = invoice_service_pb2.DESCRIPTOR.services_by_name["InvoiceService"].full_name
+PUBLIC_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
+
+
+@dataclass
+class Hub:
+    """A running hub: what :func:`start_hub` built, and how to stop it."""
+
+    settings: Settings
+    db: Database
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    fbr: FbrClient
+    forwarder: Forwarder | None
+    notifier: Notifier
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` to connect to."""
+        host = self.settings.grpc_listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING, stop claiming, drain RPCs, finish in-flight sends."""
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        if self.forwarder is not None:
+            await self.forwarder.stop()
+        await self.server.stop(grace)
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.fbr.aclose()
+        await self.db.dispose()
+
+
+def build_fbr_client(settings: Settings) -> FbrClient:
+    """The process's one FBR client, configured from settings."""
+    return FbrClient(
+        base_url=settings.fbr_base_url,
+        connect_timeout=settings.fbr_connect_timeout_seconds,
+        read_timeout=settings.fbr_read_timeout_seconds,
+        max_connections=settings.forwarder_concurrency,
+        verify=settings.fbr_ca_bundle or True,
+    )
+
+
+async def start_hub(
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    fbr: FbrClient | None = None,
+) -> Hub:
+    """Build and start a hub (the database must already be migrated)."""
+    db = db or Database(settings.database_url)
+    fbr = fbr or build_fbr_client(settings)
+    notifier = Notifier()
+    tokens = TokenCodec(settings.cursor_secret.get_secret_value().encode())
+    ingestor = Ingestor(db, notifier)
+    server = grpc.aio.server(
+        interceptors=[HubInterceptor(ApiKeyVerifier(db), public_services=PUBLIC_SERVICES)],
+        options=[
+            ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+            ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    invoice_service_pb2_grpc.add_InvoiceServiceServicer_to_server(
+        InvoiceService(db, ingestor, notifier, tokens, settings), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [INVOICE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    port = server.add_insecure_port(settings.grpc_listen)
+    await server.start()
+    await health_servicer.set(INVOICE_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(health.OVERALL_HEALTH, health_pb2.HealthCheckResponse.SERVING)
+    hub = Hub(settings, db, server, port, health_servicer, fbr, None, notifier)
+    if settings.forwarder_enabled:
+        hub.forwarder = Forwarder(
+            db,
+            fbr,
+            notifier,
+            ForwarderConfig(
+                concurrency=settings.forwarder_concurrency,
+                claim_batch=settings.forwarder_claim_batch,
+                poll_seconds=settings.forwarder_poll_seconds,
+                lease_seconds=settings.forwarder_lease_seconds,
+                retry_base_seconds=settings.retry_base_seconds,
+                retry_max_seconds=settings.retry_max_seconds,
+            ),
+        )
+        hub.tasks.append(asyncio.create_task(hub.forwarder.run(), name="forwarder"))
+    logger.info("hub listening on %s", hub.address)
+    return hub
+
+
+async def serve(settings: Settings) -> None:
+    """Run the hub until SIGTERM or SIGINT, then shut down gracefully."""
+    hub = await start_hub(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logger.info("shutting down: draining RPCs and in-flight FBR requests")
+    await hub.stop()
+    logger.info("hub stopped")

@@ -1,0 +1,117 @@
+"""The ``fbrhub`` command: run, migrate and administer the hub, or run the FBR simulator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from collections.abc import Sequence
+
+from server.settings import get_settings
+from server.telemetry import configure_logging, configure_tracing
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fbrhub", description="SmartInvoicing FBR hub")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("serve", help="run the gRPC hub and the forwarder (FBRHUB_* settings)")
+    commands.add_parser("migrate", help="upgrade the database schema to the latest revision")
+
+    tenant = commands.add_parser("tenant", help="manage tenants").add_subparsers(
+        dest="action", required=True
+    )
+    create = tenant.add_parser("create", help="create a tenant; prints its id")
+    create.add_argument("--ntn", required=True, help="seller NTN (7 digits) or CNIC (13 digits)")
+    create.add_argument("--name", required=True, help="seller business name")
+    create.add_argument("--province", required=True, help="seller province, e.g. PUNJAB")
+    create.add_argument("--address", required=True, help="seller address")
+    create.add_argument("--environment", choices=["sandbox", "production"], default="sandbox")
+    create.add_argument("--fbr-token", required=True, help="the FBR (PRAL) security token")
+
+    apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
+    key = apikey.add_parser("create", help="create an API key; prints it once")
+    key.add_argument("--tenant", required=True, help="tenant id")
+    key.add_argument(
+        "--role", default="erp", choices=["erp", "privacy_officer", "auditor", "admin"]
+    )
+    key.add_argument("--name", default="", help="a label for the key")
+
+    sim = commands.add_parser("fbr-sim", help="run the FBR DI simulator", add_help=False)
+    sim.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+async def _tenant_create(args: argparse.Namespace) -> int:
+    from server.db.engine import Database
+    from server.tenancy import create_tenant
+
+    db = Database(get_settings().database_url)
+    try:
+        tenant_id = await create_tenant(
+            db,
+            seller_ntn_cnic=args.ntn,
+            business_name=args.name,
+            province=args.province,
+            address=args.address,
+            fbr_environment=args.environment,
+            fbr_token=args.fbr_token,
+        )
+    finally:
+        await db.dispose()
+    print(tenant_id)
+    return 0
+
+
+async def _apikey_create(args: argparse.Namespace) -> int:
+    from server.db.engine import Database
+    from server.tenancy import create_api_key
+
+    db = Database(get_settings().database_url)
+    try:
+        _, token = await create_api_key(db, uuid.UUID(args.tenant), role=args.role, name=args.name)
+    finally:
+        await db.dispose()
+    print(token)
+    print("Store this key now: it is shown only once.", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fbrhub`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fbr-sim"]:
+        from clients.fbr_simulator.cli import main as simulator_main
+
+        return simulator_main(argv[1:])
+    args = _parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        if args.command == "serve":
+            from server.app import serve
+
+            configure_tracing()
+            asyncio.run(serve(settings))
+            return 0
+        if args.command == "migrate":
+            from server.migrate import upgrade
+
+            upgrade(settings.database_url)
+            print("database is at the latest schema revision")
+            return 0
+        if args.command == "tenant":
+            return asyncio.run(_tenant_create(args))
+        if args.command == "apikey":
+            return asyncio.run(_apikey_create(args))
+    except (ValueError, LookupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Domain logic: ingest, delivery to FBR, results. No gRPC here."""

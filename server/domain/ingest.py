@@ -1,0 +1,366 @@
+"""Ingest: validate a batch of invoices and store it in one transaction (DESIGN §2.1-2.2).
+
+The caller gets one :class:`Ack` per invoice, in order, and only after the transaction
+holding the batch has committed. An invoice is idempotent on its ERP reference:
+
+- new reference, valid: stored as QUEUED (the outbox row the forwarder claims);
+- new reference, invalid: stored as REJECTED_LOCAL with the violations, so the ERP can see
+  what failed (ListInvoices) and resend a corrected invoice under the same reference;
+- known reference, same content: DUPLICATE, with the original's id and current state;
+- known reference, other content: REJECTED (ERP_REFERENCE_REUSED) unless the stored one was
+  REJECTED_LOCAL, in which case the correction replaces it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clients.fbr.payload import NormalisedInvoice
+from clients.fbr.rules import ValidationContext, validate_invoice
+from server.db.engine import Database
+from server.db.models import Invoice, InvoiceState
+from server.domain.notify import Notifier
+from server.domain.tenants import TenantProfile
+from server.errors import FieldProblem
+
+PAKISTAN_TIME = dt.timezone(dt.timedelta(hours=5), "PKT")
+MAX_REFERENCE_LENGTH = 100
+INVOICES_TOPIC = "invoices"
+
+
+class AckOutcome(StrEnum):
+    """What happened to one submitted invoice."""
+
+    ACCEPTED = "ACCEPTED"
+    DUPLICATE = "DUPLICATE"
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why an invoice was not queued.
+
+    Attributes:
+        reason: UPPER_SNAKE reason (``INVOICE_INVALID``, ``ERP_REFERENCE_REUSED``...).
+        message: a summary safe to show.
+        problems: the field violations, paths relative to the request.
+    """
+
+    reason: str
+    message: str
+    problems: tuple[FieldProblem, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The form stored in ``invoices.error``."""
+        return {
+            "reason": self.reason,
+            "message": self.message,
+            "violations": [
+                {"path": p.path, "fbr_error_code": p.fbr_error_code, "message": p.message}
+                for p in self.problems
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The answer for one submitted invoice."""
+
+    index: int
+    erp_reference: str
+    outcome: AckOutcome
+    invoice_id: uuid.UUID | None = None
+    state: InvoiceState | None = None
+    rejection: Rejection | None = None
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def content_sha256(invoice: NormalisedInvoice) -> str:
+    """Fingerprint of what the ERP submitted (the seller block is the tenant's, not theirs)."""
+    return hashlib.sha256(orjson.dumps(invoice, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _parse_date(value: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if len(value) == 10 else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class _Stored:
+    id: uuid.UUID
+    content_sha256: str
+    state: str
+
+
+@dataclass
+class _Candidate:
+    index: int
+    reference: str
+    submitted: NormalisedInvoice
+    payload: NormalisedInvoice
+    digest: str
+    rejection: Rejection | None
+
+
+class Ingestor:
+    """Validates and stores invoice batches for one hub process."""
+
+    def __init__(
+        self,
+        db: Database,
+        notifier: Notifier,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self._db = db
+        self._notifier = notifier
+        self._clock = clock
+
+    def validation_context(self, tenant: TenantProfile) -> ValidationContext:
+        """The rule context for a tenant, with today's date in Pakistan."""
+        return ValidationContext(
+            today=self._clock().astimezone(PAKISTAN_TIME).date(),
+            environment=tenant.fbr_environment,
+            seller_ntn_cnic=tenant.seller_ntn_cnic,
+        )
+
+    def check(
+        self,
+        tenant: TenantProfile,
+        invoices: Sequence[NormalisedInvoice],
+        *,
+        prefix: str = "invoices",
+    ) -> list[Rejection | None]:
+        """Validate invoices without storing anything (the ValidateInvoices dry run)."""
+        context = self.validation_context(tenant)
+        return [
+            self._validate(tenant, invoice, f"{prefix}[{i}]", context)
+            for i, invoice in enumerate(invoices)
+        ]
+
+    def _validate(
+        self,
+        tenant: TenantProfile,
+        invoice: NormalisedInvoice,
+        path: str,
+        context: ValidationContext,
+    ) -> Rejection | None:
+        problems: list[FieldProblem] = []
+        reference = invoice.get("erp_reference", "")
+        if not reference or len(reference) > MAX_REFERENCE_LENGTH:
+            problems.append(
+                FieldProblem(
+                    path=f"{path}.erp_reference",
+                    message="Give the ERP's own reference, "
+                    f"1 to {MAX_REFERENCE_LENGTH} characters.",
+                )
+            )
+        full = {**invoice, **tenant.seller_fields()}
+        problems.extend(
+            FieldProblem(f"{path}.{v.path}", v.message, v.fbr_error_code)
+            for v in validate_invoice(full, context)
+        )
+        if not problems:
+            return None
+        codes = sorted({p.fbr_error_code for p in problems if p.fbr_error_code})
+        return Rejection(
+            reason="INVOICE_INVALID",
+            message=f"invoice failed {len(problems)} validation check(s)"
+            + (f" (FBR codes {', '.join(codes)})" if codes else ""),
+            problems=tuple(problems),
+        )
+
+    async def submit(
+        self, tenant: TenantProfile, invoices: Sequence[NormalisedInvoice]
+    ) -> list[Ack]:
+        """Validate and store a batch in one transaction; acks are valid once this returns."""
+        context = self.validation_context(tenant)
+        acks: dict[int, Ack] = {}
+        candidates: dict[str, _Candidate] = {}
+        for index, invoice in enumerate(invoices):
+            reference = invoice.get("erp_reference", "")
+            rejection = self._validate(tenant, invoice, f"invoices[{index}]", context)
+            if not reference or len(reference) > MAX_REFERENCE_LENGTH:
+                assert rejection is not None
+                acks[index] = Ack(index, reference, AckOutcome.REJECTED, rejection=rejection)
+                continue
+            submitted = {k: v for k, v in invoice.items() if k != "erp_reference"}
+            digest = content_sha256(submitted)
+            earlier = candidates.get(reference)
+            if earlier is not None:
+                # The same reference twice in one batch: judged against the first.
+                acks[index] = self._repeat(index, reference, digest, earlier.digest, None, None)
+                continue
+            candidates[reference] = _Candidate(
+                index,
+                reference,
+                submitted,
+                {**submitted, **tenant.seller_fields()},
+                digest,
+                rejection,
+            )
+
+        if candidates:
+            async with self._db.write("ingest.store_batch") as session:
+                stored = await self._store(session, tenant.id, list(candidates.values()))
+            acks.update(stored)
+            if any(a.outcome is AckOutcome.ACCEPTED for a in stored.values()):
+                self._notifier.notify(INVOICES_TOPIC)
+
+        # Repeats within the batch point at the first occurrence's stored id and state.
+        result = []
+        for index in range(len(invoices)):
+            ack = acks[index]
+            if ack.outcome is AckOutcome.DUPLICATE and ack.invoice_id is None:
+                first = acks[candidates[ack.erp_reference].index]
+                ack = Ack(index, ack.erp_reference, ack.outcome, first.invoice_id, first.state)
+            result.append(ack)
+        return result
+
+    def _repeat(
+        self,
+        index: int,
+        reference: str,
+        digest: str,
+        stored_digest: str,
+        invoice_id: uuid.UUID | None,
+        state: InvoiceState | None,
+    ) -> Ack:
+        if digest == stored_digest:
+            return Ack(index, reference, AckOutcome.DUPLICATE, invoice_id, state)
+        problem = FieldProblem(
+            path=f"invoices[{index}].erp_reference",
+            message="This reference was already used for an invoice with different content; "
+            "use a new reference, or a debit note to correct an accepted invoice.",
+        )
+        rejection = Rejection(
+            "ERP_REFERENCE_REUSED", "ERP reference reused with other content", (problem,)
+        )
+        return Ack(index, reference, AckOutcome.REJECTED, invoice_id, state, rejection)
+
+    def _row(self, tenant_id: uuid.UUID, c: _Candidate, now: dt.datetime) -> dict[str, Any]:
+        valid = c.rejection is None
+        return {
+            "id": uuid.uuid4(),
+            "tenant_id": tenant_id,
+            "erp_reference": c.reference,
+            "content_sha256": c.digest,
+            "channel": "di",
+            "state": InvoiceState.QUEUED if valid else InvoiceState.REJECTED_LOCAL,
+            "invoice_type": c.submitted.get("invoice_type", "")[:16],
+            "invoice_date": _parse_date(c.submitted.get("invoice_date", "")),
+            "payload": c.payload,
+            "error": None if valid else c.rejection.to_json(),  # type: ignore[union-attr]
+            "attempt_count": 0,
+            "next_attempt_at": now if valid else None,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    def _ack_for_new(self, c: _Candidate, invoice_id: uuid.UUID) -> Ack:
+        if c.rejection is None:
+            return Ack(c.index, c.reference, AckOutcome.ACCEPTED, invoice_id, InvoiceState.QUEUED)
+        return Ack(
+            c.index,
+            c.reference,
+            AckOutcome.REJECTED,
+            invoice_id,
+            InvoiceState.REJECTED_LOCAL,
+            c.rejection,
+        )
+
+    async def _store(
+        self, session: AsyncSession, tenant_id: uuid.UUID, candidates: list[_Candidate]
+    ) -> dict[int, Ack]:
+        now = self._clock()
+        acks: dict[int, Ack] = {}
+        existing = await self._existing(session, tenant_id, [c.reference for c in candidates])
+        new: list[_Candidate] = []
+        for c in candidates:
+            row = existing.get(c.reference)
+            if row is None:
+                new.append(c)
+            elif row.state != InvoiceState.REJECTED_LOCAL or row.content_sha256 == c.digest:
+                if row.state == InvoiceState.REJECTED_LOCAL:
+                    # Resent unchanged after a local rejection: still rejected, same reasons.
+                    acks[c.index] = self._ack_for_new(c, row.id)
+                else:
+                    acks[c.index] = self._repeat(
+                        c.index,
+                        c.reference,
+                        c.digest,
+                        row.content_sha256,
+                        row.id,
+                        InvoiceState(row.state),
+                    )
+            else:
+                # A corrected resend of a locally rejected invoice replaces it.
+                values = self._row(tenant_id, c, now)
+                for key in ("id", "tenant_id", "erp_reference", "created_at"):
+                    values.pop(key)
+                await session.execute(update(Invoice).where(Invoice.id == row.id).values(values))
+                acks[c.index] = self._ack_for_new(c, row.id)
+        if new:
+            rows = [self._row(tenant_id, c, now) for c in new]
+            inserted = await self._insert_new(session, rows)
+            lost: list[_Candidate] = []
+            for c, row_values in zip(new, rows, strict=True):
+                if row_values["id"] in inserted:
+                    acks[c.index] = self._ack_for_new(c, row_values["id"])
+                else:
+                    lost.append(c)
+            if lost:
+                # Another stream stored the same reference concurrently: judge against it.
+                raced = await self._existing(session, tenant_id, [c.reference for c in lost])
+                for c in lost:
+                    row = raced[c.reference]
+                    acks[c.index] = self._repeat(
+                        c.index,
+                        c.reference,
+                        c.digest,
+                        row.content_sha256,
+                        row.id,
+                        InvoiceState(row.state),
+                    )
+        return acks
+
+    async def _existing(
+        self, session: AsyncSession, tenant_id: uuid.UUID, references: list[str]
+    ) -> dict[str, _Stored]:
+        if not references:
+            return {}
+        rows = await session.execute(
+            select(Invoice.id, Invoice.erp_reference, Invoice.content_sha256, Invoice.state).where(
+                Invoice.tenant_id == tenant_id, Invoice.erp_reference.in_(references)
+            )
+        )
+        return {row.erp_reference: _Stored(row.id, row.content_sha256, row.state) for row in rows}
+
+    async def _insert_new(
+        self, session: AsyncSession, rows: list[dict[str, Any]]
+    ) -> set[uuid.UUID]:
+        insert = postgresql.insert if self._db.is_postgres else sqlite.insert
+        statement = (
+            insert(Invoice)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "erp_reference"])
+            .returning(Invoice.id)
+        )
+        result = await session.execute(statement, rows)
+        return set(result.scalars())

@@ -1,0 +1,245 @@
+"""InvoiceService: protobuf in, domain calls, protobuf out. No business rules here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from sqlalchemy import and_, or_, select
+
+from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
+from server.db.engine import Database
+from server.db.models import DeliveryAttempt, Invoice
+from server.domain.ingest import Ingestor
+from server.domain.notify import Notifier
+from server.domain.results import read_results, results_topic
+from server.domain.tenants import TenantProfile, load_tenant
+from server.errors import HubError, invalid_argument, not_found
+from server.interceptors import current_caller
+from server.services import converters
+from server.settings import Settings
+from server.tokens import TokenCodec, TokenError
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+RESULTS_PAGE = 200
+
+
+class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
+    """The ERP-facing invoice API."""
+
+    def __init__(
+        self,
+        db: Database,
+        ingestor: Ingestor,
+        notifier: Notifier,
+        tokens: TokenCodec,
+        settings: Settings,
+    ) -> None:
+        self._db = db
+        self._ingestor = ingestor
+        self._notifier = notifier
+        self._tokens = tokens
+        self._settings = settings
+
+    async def _tenant(self) -> TenantProfile:
+        tenant = await load_tenant(self._db, current_caller().tenant_id)
+        if tenant is None:  # the key outlived its tenant
+            raise HubError(grpc.StatusCode.UNAUTHENTICATED, "API_KEY_INVALID", "unknown tenant")
+        return tenant
+
+    def _check_batch_size(self, count: int) -> None:
+        limit = self._settings.max_invoices_per_request
+        if count > limit:
+            raise invalid_argument(
+                "invoices", f"a request may hold at most {limit} invoices", "BATCH_TOO_LARGE"
+            )
+
+    async def SubmitInvoices(
+        self,
+        request_iterator: AsyncIterator[invoice_service_pb2.SubmitInvoicesRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[invoice_service_pb2.SubmitInvoicesResponse]:
+        tenant = await self._tenant()
+        # One request at a time: the next is read only once this one's acks are written, so
+        # a fast ERP is slowed by HTTP/2 flow control instead of being buffered here.
+        async for request in request_iterator:
+            self._check_batch_size(len(request.invoices))
+            invoices = [converters.invoice_to_domain(m) for m in request.invoices]
+            acks = await self._ingestor.submit(tenant, invoices) if invoices else []
+            yield invoice_service_pb2.SubmitInvoicesResponse(
+                acks=[converters.ack_to_proto(a) for a in acks]
+            )
+
+    async def ValidateInvoices(
+        self,
+        request: invoice_service_pb2.ValidateInvoicesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> invoice_service_pb2.ValidateInvoicesResponse:
+        self._check_batch_size(len(request.invoices))
+        tenant = await self._tenant()
+        invoices = [converters.invoice_to_domain(m) for m in request.invoices]
+        verdicts = self._ingestor.check(tenant, invoices)
+        return invoice_service_pb2.ValidateInvoicesResponse(
+            results=[
+                invoice_service_pb2.ValidationResult(
+                    index=i,
+                    erp_reference=m.erp_reference,
+                    valid=rejection is None,
+                    error=converters.rejection_status(rejection) if rejection else None,
+                )
+                for i, (m, rejection) in enumerate(zip(request.invoices, verdicts, strict=True))
+            ]
+        )
+
+    async def GetInvoice(
+        self,
+        request: invoice_service_pb2.GetInvoiceRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> invoice_service_pb2.GetInvoiceResponse:
+        tenant_id = current_caller().tenant_id
+        if bool(request.invoice_id) == bool(request.erp_reference):
+            raise invalid_argument("invoice_id", "set exactly one of invoice_id and erp_reference")
+        condition: Any
+        if request.invoice_id:
+            try:
+                condition = Invoice.id == uuid.UUID(request.invoice_id)
+            except ValueError:
+                raise not_found("invoice") from None
+        else:
+            condition = Invoice.erp_reference == request.erp_reference
+        async with self._db.read("invoice.get") as session:
+            row = await session.scalar(
+                select(Invoice).where(Invoice.tenant_id == tenant_id, condition)
+            )
+            if row is None:
+                raise not_found("invoice")
+            attempts = list(
+                await session.scalars(
+                    select(DeliveryAttempt)
+                    .where(DeliveryAttempt.invoice_id == row.id)
+                    .order_by(DeliveryAttempt.number)
+                )
+            )
+        return invoice_service_pb2.GetInvoiceResponse(
+            invoice=converters.record_to_proto(row, attempts)
+        )
+
+    async def ListInvoices(
+        self,
+        request: invoice_service_pb2.ListInvoicesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> invoice_service_pb2.ListInvoicesResponse:
+        tenant_id = current_caller().tenant_id
+        if request.page_size < 0:
+            raise invalid_argument("page_size", "page_size must not be negative")
+        page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        filters: list[Any] = [Invoice.tenant_id == tenant_id]
+        if request.states:
+            if invoice_pb2.INVOICE_STATE_UNSPECIFIED in request.states:
+                raise invalid_argument("states", "INVOICE_STATE_UNSPECIFIED is not a state")
+            filters.append(
+                Invoice.state.in_([converters.state_from_proto(s) for s in request.states])
+            )
+        if request.HasField("received_after"):
+            filters.append(Invoice.created_at >= request.received_after.ToDatetime(dt.UTC))
+        if request.HasField("received_before"):
+            filters.append(Invoice.created_at < request.received_before.ToDatetime(dt.UTC))
+        for field, op in (("invoice_date_from", "__ge__"), ("invoice_date_to", "__le__")):
+            text = getattr(request, field)
+            if text:
+                try:
+                    day = dt.date.fromisoformat(text)
+                except ValueError:
+                    raise invalid_argument(field, f"{field} must be a date as YYYY-MM-DD") from None
+                filters.append(getattr(Invoice.invoice_date, op)(day))
+        fingerprint = hashlib.sha256(
+            request.SerializeToString(deterministic=True).replace(request.page_token.encode(), b"")
+        ).hexdigest()[:16]
+        if request.page_token:
+            try:
+                token = self._tokens.decode("page", tenant_id, request.page_token)
+                if token.get("f") != fingerprint:
+                    raise TokenError("filters changed")
+                last_time = dt.datetime.fromisoformat(token["t"])
+                last_id = uuid.UUID(token["i"])
+            except (TokenError, KeyError, ValueError):
+                raise invalid_argument(
+                    "page_token",
+                    "page_token is invalid or was made for other filters",
+                    "PAGE_TOKEN_INVALID",
+                ) from None
+            filters.append(
+                or_(
+                    Invoice.created_at < last_time,
+                    and_(Invoice.created_at == last_time, Invoice.id < last_id),
+                )
+            )
+        async with self._db.read("invoice.list") as session:
+            rows = list(
+                await session.scalars(
+                    select(Invoice)
+                    .where(*filters)
+                    .order_by(Invoice.created_at.desc(), Invoice.id.desc())
+                    .limit(page_size + 1)
+                )
+            )
+        next_token = ""
+        if len(rows) > page_size:
+            rows = rows[:page_size]
+            last = rows[-1]
+            next_token = self._tokens.encode(
+                "page",
+                tenant_id,
+                {"f": fingerprint, "t": last.created_at.isoformat(), "i": str(last.id)},
+            )
+        return invoice_service_pb2.ListInvoicesResponse(
+            invoices=[converters.record_to_proto(r) for r in rows], next_page_token=next_token
+        )
+
+    async def StreamResults(
+        self,
+        request: invoice_service_pb2.StreamResultsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[invoice_service_pb2.StreamResultsResponse]:
+        tenant_id = current_caller().tenant_id
+        after = 0
+        if request.cursor:
+            try:
+                after = int(self._tokens.decode("results", tenant_id, request.cursor)["s"])
+            except (TokenError, KeyError, ValueError, TypeError):
+                raise invalid_argument(
+                    "cursor", "cursor is invalid or belongs to another tenant", "CURSOR_INVALID"
+                ) from None
+        topic = results_topic(tenant_id)
+        idle = 0.0
+        while True:
+            async with self._db.read("results.page") as session:
+                rows = await read_results(session, tenant_id, after, RESULTS_PAGE)
+            for row in rows:
+                after = row.seq
+                yield invoice_service_pb2.StreamResultsResponse(
+                    event=converters.result_to_proto(row),
+                    cursor=self._tokens.encode("results", tenant_id, {"s": after}),
+                )
+            if len(rows) == RESULTS_PAGE:
+                continue
+            if not request.follow:
+                return
+            if rows:
+                idle = 0.0
+            # Another process's events carry no in-process signal; the poll interval bounds
+            # how late they are seen.
+            woke = await self._notifier.wait(topic, self._settings.results_poll_seconds)
+            idle = 0.0 if woke else idle + self._settings.results_poll_seconds
+            if idle >= self._settings.results_heartbeat_seconds:
+                idle = 0.0
+                heartbeat = invoice_service_pb2.StreamResultsResponse(
+                    cursor=self._tokens.encode("results", tenant_id, {"s": after})
+                )
+                heartbeat.heartbeat_time.GetCurrentTime()
+                yield heartbeat

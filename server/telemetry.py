@@ -1,0 +1,82 @@
+"""OpenTelemetry and logging set-up for the hub process.
+
+The span exporter is chosen by the standard ``OTEL_TRACES_EXPORTER`` variable (``otlp``,
+``console`` or ``none``; default ``none``) and the OTLP exporter reads the standard
+``OTEL_EXPORTER_OTLP_*`` variables itself. Spans carry ids, codes and counts only; personal
+data (NTN/CNIC, names, addresses, phones, e-mails) never goes into attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import orjson
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
+
+_configured = False
+
+
+def _exporter(name: str) -> SpanExporter | None:
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    return None
+
+
+def configure_tracing(service_name: str = "fbrhub") -> TracerProvider | None:
+    """Install a tracer provider if ``OTEL_TRACES_EXPORTER`` asks for one (once per process)."""
+    global _configured
+    if _configured:
+        return None
+    _configured = True
+    exporter = _exporter(os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower())
+    if exporter is None:
+        return None
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the current trace and span ids."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            entry["trace_id"] = format(context.trace_id, "032x")
+            entry["span_id"] = format(context.span_id, "016x")
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Configure root logging: human text for development, JSON lines in production."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,199 @@
+"""Shared fixtures: both databases, the FBR simulator over real HTTP, a real in-process hub.
+
+Every database test runs twice: on a fresh SQLite file and on PostgreSQL
+(``FBRHUB_TEST_POSTGRES_URL``). Without that variable the PostgreSQL half is skipped
+locally and reported at the end of the run; under CI (``CI`` set) its absence is an error,
+so a CI run can never pass while silently leaving PostgreSQL out.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+import sqlalchemy as sa
+
+from clients.fbr_simulator import FbrSimulator, TokenGrant
+from fbrhub.v1 import invoice_service_pb2_grpc
+from server.app import Hub, start_hub
+from server.db.engine import Database
+from server.migrate import upgrade
+from server.settings import Settings
+from server.tenancy import create_api_key, create_tenant
+
+POSTGRES_URL = os.environ.get("FBRHUB_TEST_POSTGRES_URL", "")
+TABLES = ("result_events", "delivery_attempts", "invoices", "api_keys", "tenants")
+SELLER_NTN = "8885801"
+SELLER_TOKEN = "sandbox-token-8885801"
+OTHER_NTN = "7000006"
+OTHER_TOKEN = "sandbox-token-7000006"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("CI") and not POSTGRES_URL:
+        raise pytest.UsageError(
+            "CI must set FBRHUB_TEST_POSTGRES_URL: the PostgreSQL suite is required"
+        )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if POSTGRES_URL:
+        terminalreporter.write_line("PostgreSQL suite: run against FBRHUB_TEST_POSTGRES_URL")
+    else:
+        terminalreporter.write_line(
+            "PostgreSQL suite: NOT RUN (set FBRHUB_TEST_POSTGRES_URL to run it)", yellow=True
+        )
+
+
+def _sync_url(url: str) -> str:
+    return url.replace("+aiosqlite", "").replace("+psycopg", "+psycopg")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once is much faster)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated() -> str:
+    """PostgreSQL migrated to head once per session."""
+    engine = sa.create_engine(POSTGRES_URL)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("select 1"))
+    except sa.exc.OperationalError as exc:
+        raise RuntimeError(f"FBRHUB_TEST_POSTGRES_URL is set but unreachable: {exc}") from exc
+    finally:
+        engine.dispose()
+    upgrade(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database: a fresh SQLite file, or PostgreSQL with emptied tables."""
+    if request.param == "sqlite":
+        path = tmp_path / "hub.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("FBRHUB_TEST_POSTGRES_URL not set")
+    url = request.getfixturevalue("postgres_migrated")
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+    engine.dispose()
+    yield url
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """The hub's Database object on the test database."""
+    database = Database(database_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[FbrSimulator]:
+    """The FBR DI simulator on a real local port, knowing two sandbox sellers."""
+    sim = FbrSimulator(
+        tokens={
+            SELLER_TOKEN: TokenGrant(SELLER_NTN, "sandbox"),
+            OTHER_TOKEN: TokenGrant(OTHER_NTN, "sandbox"),
+        },
+        seed=1,
+    )
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+@dataclass
+class Tenant:
+    """A tenant created for a test and an API key of it."""
+
+    id: uuid.UUID
+    api_key: str
+    ntn: str
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str]]:
+        """Call metadata carrying the API key."""
+        return (("authorization", f"Bearer {self.api_key}"),)
+
+
+async def make_tenant(db: Database, ntn: str, token: str) -> Tenant:
+    """Create a sandbox tenant with an ERP key."""
+    tenant_id = await create_tenant(
+        db,
+        seller_ntn_cnic=ntn,
+        business_name=f"Seller {ntn}",
+        province="PUNJAB",
+        address="1 Test Road, Lahore",
+        fbr_environment="sandbox",
+        fbr_token=token,
+    )
+    _, key = await create_api_key(db, tenant_id, role="erp", name="test")
+    return Tenant(tenant_id, key, ntn)
+
+
+@pytest.fixture
+async def tenant(db: Database) -> Tenant:
+    """The main test tenant (seller 8885801)."""
+    return await make_tenant(db, SELLER_NTN, SELLER_TOKEN)
+
+
+@pytest.fixture
+async def other_tenant(db: Database) -> Tenant:
+    """A second tenant (seller 7000006), for isolation tests."""
+    return await make_tenant(db, OTHER_NTN, OTHER_TOKEN)
+
+
+def hub_settings(database_url: str, fbr_base_url: str, **overrides: object) -> Settings:
+    """Settings for an in-process test hub."""
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "grpc_listen": "127.0.0.1:0",
+        "fbr_base_url": fbr_base_url,
+        "fbr_read_timeout_seconds": 5.0,
+        "forwarder_poll_seconds": 0.05,
+        "retry_base_seconds": 0.05,
+        "retry_max_seconds": 0.2,
+        "results_poll_seconds": 0.1,
+        "shutdown_grace_seconds": 2.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def hub(database_url: str, simulator: FbrSimulator, db: Database) -> AsyncIterator[Hub]:
+    """A real hub: gRPC on a free port, forwarder delivering to the simulator."""
+    settings = hub_settings(database_url, simulator.base_url)
+    running = await start_hub(settings, db=Database(database_url))
+    yield running
+    await running.stop(grace=1.0)
+
+
+@pytest.fixture
+async def channel(hub: Hub) -> AsyncIterator[grpc.aio.Channel]:
+    """A real client channel to the test hub."""
+    async with grpc.aio.insecure_channel(hub.address) as chan:
+        yield chan
+
+
+@pytest.fixture
+def invoices(channel: grpc.aio.Channel) -> invoice_service_pb2_grpc.InvoiceServiceStub:
+    """An InvoiceService stub on the test channel."""
+    return invoice_service_pb2_grpc.InvoiceServiceStub(channel)

@@ -1,0 +1,213 @@
+"""Delivery to FBR: outcomes, retries, in-doubt handling and crash recovery (DESIGN §2.3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from clients.fbr.responses import DeliveryOutcome
+from clients.fbr_simulator import Fault, FbrSimulator
+from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
+from server.app import Hub, start_hub
+from server.db.engine import Database
+from server.db.models import DeliveryAttempt, Invoice, InvoiceState, ResultEvent
+from server.domain.forwarder import Forwarder, ForwarderConfig
+from server.domain.ingest import Ingestor
+from server.domain.notify import Notifier
+from server.domain.tenants import load_tenant
+from tests.conftest import OTHER_TOKEN, SELLER_NTN, Tenant, hub_settings, make_tenant
+from tests.helpers import proto_invoice, sample
+from tests.test_invoice_path import results_until, submit, violations
+
+
+class NeverSends:
+    """An FBR sender for tests that only claim: sending anything is a test failure."""
+
+    async def post_invoice(self, *args: object, **kwargs: object) -> DeliveryOutcome:
+        raise AssertionError("nothing is sent in this test")
+
+
+async def get_record(
+    stub: invoice_service_pb2_grpc.InvoiceServiceStub, tenant: Tenant, invoice_id: str
+) -> invoice_pb2.InvoiceRecord:
+    response = await stub.GetInvoice(
+        invoice_service_pb2.GetInvoiceRequest(invoice_id=invoice_id), metadata=tenant.metadata
+    )
+    return response.invoice
+
+
+@pytest.fixture
+async def short_timeout_hub(
+    database_url: str, simulator: FbrSimulator, db: Database
+) -> AsyncIterator[Hub]:
+    """A hub whose FBR read timeout is short, so a hanging FBR is noticed quickly."""
+    settings = hub_settings(database_url, simulator.base_url, fbr_read_timeout_seconds=0.5)
+    running = await start_hub(settings, db=Database(database_url))
+    yield running
+    await running.stop(grace=1.0)
+
+
+async def test_timeout_after_send_is_in_doubt_and_never_resent(
+    short_timeout_hub: Hub, simulator: FbrSimulator, tenant: Tenant
+) -> None:
+    import grpc
+
+    simulator.script(Fault.ACCEPT_THEN_HANG)
+    async with grpc.aio.insecure_channel(short_timeout_hub.address) as channel:
+        stub = invoice_service_pb2_grpc.InvoiceServiceStub(channel)
+        (first,) = await submit(stub, tenant, [proto_invoice("HANG-1")])
+        doubtful_id = first.acks[0].invoice_id
+        (event,) = await results_until(stub, tenant, 1)
+        assert event.event.kind == invoice_pb2.RESULT_KIND_IN_DOUBT
+        assert event.event.invoice_id == doubtful_id
+        # The forwarder keeps going: a later invoice is delivered...
+        await submit(stub, tenant, [proto_invoice("HANG-2")])
+        (later,) = await results_until(stub, tenant, 1, cursor=event.cursor)
+        assert later.event.kind == invoice_pb2.RESULT_KIND_ACCEPTED
+        # ...while the doubtful one was sent exactly once and FBR issued exactly one number.
+        record = await get_record(stub, tenant, doubtful_id)
+    assert record.state == invoice_pb2.INVOICE_STATE_IN_DOUBT
+    assert [a.outcome for a in record.attempts] == [invoice_pb2.ATTEMPT_OUTCOME_IN_DOUBT]
+    assert simulator.issued_count(doubtful_id) == 1
+    assert simulator.duplicates() == {}
+
+
+async def test_gateway_faults_are_retried_until_accepted(
+    invoices: invoice_service_pb2_grpc.InvoiceServiceStub,
+    simulator: FbrSimulator,
+    tenant: Tenant,
+) -> None:
+    simulator.script(Fault.GATEWAY_5XX, Fault.TOO_MANY_REQUESTS)
+    (response,) = await submit(invoices, tenant, [proto_invoice("RETRY-1")])
+    (event,) = await results_until(invoices, tenant, 1)
+    assert event.event.kind == invoice_pb2.RESULT_KIND_ACCEPTED
+    record = await get_record(invoices, tenant, response.acks[0].invoice_id)
+    assert [a.outcome for a in record.attempts] == [
+        invoice_pb2.ATTEMPT_OUTCOME_RETRYABLE,
+        invoice_pb2.ATTEMPT_OUTCOME_RETRYABLE,
+        invoice_pb2.ATTEMPT_OUTCOME_ACCEPTED,
+    ]
+    assert simulator.issued_count(response.acks[0].invoice_id) == 1
+
+
+@pytest.mark.parametrize("fault", [Fault.HTTP_500_PLAIN, Fault.HTML_200, Fault.ACCEPT_THEN_DROP])
+async def test_ambiguous_answers_put_the_invoice_in_doubt(
+    invoices: invoice_service_pb2_grpc.InvoiceServiceStub,
+    simulator: FbrSimulator,
+    tenant: Tenant,
+    fault: Fault,
+) -> None:
+    simulator.script(fault)
+    (response,) = await submit(invoices, tenant, [proto_invoice("AMBIG-1")])
+    (event,) = await results_until(invoices, tenant, 1)
+    assert event.event.kind == invoice_pb2.RESULT_KIND_IN_DOUBT
+    record = await get_record(invoices, tenant, response.acks[0].invoice_id)
+    assert record.state == invoice_pb2.INVOICE_STATE_IN_DOUBT
+    assert len(record.attempts) == 1
+    assert record.error.message
+
+
+async def test_fbr_rejection_is_reported_with_code_and_field(
+    invoices: invoice_service_pb2_grpc.InvoiceServiceStub, db: Database
+) -> None:
+    # The tenant's token belongs to another seller at FBR: FBR refuses it (0401).
+    mismatched = await make_tenant(db, SELLER_NTN, OTHER_TOKEN)
+    (response,) = await submit(invoices, mismatched, [proto_invoice("REJ-1")])
+    (event,) = await results_until(invoices, mismatched, 1)
+    assert event.event.kind == invoice_pb2.RESULT_KIND_REJECTED
+    found = {(v.field, v.reason) for v in violations(event.event.error)}
+    assert ("seller_ntn_cnic", "FBR_0401") in found
+    record = await get_record(invoices, mismatched, response.acks[0].invoice_id)
+    assert record.state == invoice_pb2.INVOICE_STATE_REJECTED_FBR
+    assert not record.fbr_invoice_number
+
+
+async def test_wrong_fbr_token_is_retried_with_backoff_not_given_up(
+    invoices: invoice_service_pb2_grpc.InvoiceServiceStub,
+    simulator: FbrSimulator,
+    db: Database,
+) -> None:
+    bad_token = await make_tenant(db, SELLER_NTN, "not-a-token")
+    (response,) = await submit(invoices, bad_token, [proto_invoice("AUTH-1")])
+    invoice_id = uuid.UUID(response.acks[0].invoice_id)
+
+    async def retried_twice() -> bool:
+        async with db.read() as session:
+            attempts = (
+                await session.scalars(
+                    select(DeliveryAttempt).where(DeliveryAttempt.invoice_id == invoice_id)
+                )
+            ).all()
+        return sum(a.outcome == "retryable" for a in attempts) >= 2
+
+    from tests.helpers import eventually
+
+    await eventually(retried_twice)
+    async with db.read() as session:
+        row = await session.get(Invoice, invoice_id)
+    assert row is not None and row.state in {"RETRY_WAIT", "SENDING"}
+    assert simulator.issued_count(str(invoice_id)) == 0
+
+
+async def test_expired_lease_becomes_in_doubt_not_queued(db: Database, tenant: Tenant) -> None:
+    # A worker claims an invoice and "dies" before recording anything. Once the lease runs
+    # out, another worker must move it to IN_DOUBT (it may have been sent), never re-queue it.
+    now = dt.datetime(2026, 11, 1, 10, 0, tzinfo=dt.UTC)
+    clock = [now]
+    notifier = Notifier()
+    profile = await load_tenant(db, tenant.id)
+    assert profile is not None
+    ingestor = Ingestor(db, notifier, clock=lambda: clock[0])
+    (ack,) = await ingestor.submit(profile, [sample("LEASE-1")])
+    config = ForwarderConfig(lease_seconds=30)
+
+    dead = Forwarder(db, NeverSends(), notifier, config, worker_id="dead", clock=lambda: clock[0])
+    claimed = await dead.claim_due(10)
+    assert [c.invoice_id for c in claimed] == [ack.invoice_id]
+    survivor = Forwarder(
+        db,
+        NeverSends(),
+        notifier,
+        config,
+        worker_id="alive",
+        clock=lambda: clock[0],
+        rng=random.Random(1),
+    )
+    assert await survivor.reclaim_expired_leases() == 0
+    assert await survivor.claim_due(10) == []  # leased rows are not claimable
+    clock[0] = now + dt.timedelta(seconds=31)
+    assert await survivor.reclaim_expired_leases() == 1
+    assert await survivor.claim_due(10) == []
+    async with db.read() as session:
+        row = await session.get(Invoice, ack.invoice_id)
+        events = (await session.scalars(select(ResultEvent))).all()
+        attempts = (await session.scalars(select(DeliveryAttempt))).all()
+    assert row is not None and row.state == InvoiceState.IN_DOUBT
+    assert [e.kind for e in events] == ["IN_DOUBT"]
+    assert [(a.number, a.outcome) for a in attempts] == [(1, "in_doubt")]
+
+
+async def test_two_workers_never_claim_the_same_invoice(db: Database, tenant: Tenant) -> None:
+    notifier = Notifier()
+    profile = await load_tenant(db, tenant.id)
+    assert profile is not None
+    ingestor = Ingestor(db, notifier)
+    await ingestor.submit(profile, [sample(f"PAIR-{i}") for i in range(40)])
+    config = ForwarderConfig(claim_batch=7)
+    workers = [Forwarder(db, NeverSends(), notifier, config, worker_id=f"w{i}") for i in range(3)]
+    import asyncio
+
+    claimed: list[uuid.UUID] = []
+    while True:
+        rounds = await asyncio.gather(*(w.claim_due(7) for w in workers))
+        batch = [c.invoice_id for r in rounds for c in r]
+        if not batch:
+            break
+        claimed.extend(batch)
+    assert len(claimed) == 40
+    assert len(set(claimed)) == 40
