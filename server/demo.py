@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +57,8 @@ INVALID_EVERY = 67  # about 1.5% of the invoices are broken on purpose
 FBR_NUMBER = re.compile(r"^\d{7}DI\d{13}$")
 _REQUEST_PREFIX = re.compile(r"^invoices\[\d+\]\.")
 _ITEM_INDEX = re.compile(r"items\[\d+\]")
+# The simulator's last log line; more numbers than accepted invoices would mean a resend.
+ISSUED_LOG_LINE = re.compile(r"after issuing (\d+) numbers")
 
 
 class DemoError(Exception):
@@ -101,11 +102,10 @@ def build_plan(count: int, seed: int, today: dt.date) -> Plan:
     """``count`` sandbox invoices across :data:`SCENARIOS`, some broken, a few resent."""
     rng = random.Random(seed)
     plan = Plan()
-    run = uuid.uuid4().hex[:6]
     breakages = list(samples.Breakage)
     valid: list[invoice_pb2.Invoice] = []
     for index in range(count):
-        reference = f"DEMO-{run}-{index + 1:06d}"
+        reference = f"DEMO-{index + 1:06d}"
         invoice = samples.scenario_invoice(
             SCENARIOS[index % len(SCENARIOS)],
             seller=DEMO_SELLER,
@@ -293,18 +293,22 @@ async def stream_invoices(
 async def cross_check(client: HubClient, tally: Tally) -> None:
     """Look the results up again through GetInvoice and ListInvoices; note disagreements."""
     accepted = tally.by_kind(invoice_pb2.RESULT_KIND_ACCEPTED)
-    if accepted:
-        record = await client.get_invoice(erp_reference=accepted[0].erp_reference)
-        if (
-            record.state != invoice_pb2.INVOICE_STATE_ACCEPTED
-            or record.fbr_invoice_number != accepted[0].fbr_invoice_number
+    try:
+        if accepted:
+            record = await client.get_invoice(erp_reference=accepted[0].erp_reference)
+            if (
+                record.state != invoice_pb2.INVOICE_STATE_ACCEPTED
+                or record.fbr_invoice_number != accepted[0].fbr_invoice_number
+            ):
+                tally.problems.append("GetInvoice disagrees with the results stream")
+        listed = 0
+        async for page in client.list_invoices(
+            page_size=500, states=[invoice_pb2.INVOICE_STATE_ACCEPTED]
         ):
-            tally.problems.append("GetInvoice disagrees with the results stream")
-    listed = 0
-    async for page in client.list_invoices(
-        page_size=500, states=[invoice_pb2.INVOICE_STATE_ACCEPTED]
-    ):
-        listed += len(page.invoices)
+            listed += len(page.invoices)
+    except HubApiError as error:
+        tally.problems.append(f"looking invoices up failed: {error}")
+        return
     if listed != len(accepted):
         tally.problems.append(f"ListInvoices shows {listed} accepted, the stream {len(accepted)}")
 
@@ -315,9 +319,22 @@ def _fbr_codes(event: invoice_pb2.ResultEvent) -> str:
 
 
 def report(
-    console: Console, plan: Plan, tally: Tally, ingest_seconds: float, total_seconds: float
+    console: Console,
+    plan: Plan,
+    tally: Tally,
+    seconds: tuple[float, float],
+    issued: int | None,
 ) -> None:
-    """Print the summary tables and add the checks that failed to ``tally.problems``."""
+    """Print the summary tables and add the checks that failed to ``tally.problems``.
+
+    Args:
+        console: where to print.
+        plan: what was sent.
+        tally: what came back.
+        seconds: until the last ack, and until the last outcome.
+        issued: FBR numbers the simulator says it issued (None if it did not say).
+    """
+    ingest_seconds, total_seconds = seconds
     accepted = tally.by_kind(invoice_pb2.RESULT_KIND_ACCEPTED)
     rejected = tally.by_kind(invoice_pb2.RESULT_KIND_REJECTED)
     in_doubt = tally.by_kind(invoice_pb2.RESULT_KIND_IN_DOUBT)
@@ -342,6 +359,8 @@ def report(
     summary.add_row(
         "Accepted by FBR", str(len(accepted)), "e.g. " + ", ".join(numbers[:3]) if numbers else ""
     )
+    if issued is not None:
+        summary.add_row("FBR numbers issued", str(issued), "by the simulator: none twice")
     rejected_codes = Counter(_fbr_codes(e) for e in rejected)
     summary.add_row(
         "Rejected by FBR",
@@ -382,6 +401,8 @@ def report(
         tally.problems.append(f"FBR rejected {len(rejected)} invoices the hub had validated")
     if in_doubt:
         tally.problems.append(f"{len(in_doubt)} invoices ended in doubt")
+    if issued is not None and issued != len(accepted):
+        tally.problems.append(f"the simulator issued {issued} numbers for {len(accepted)}")
     if tally.duplicates != len(plan.resent):
         tally.problems.append(f"{tally.duplicates} DUPLICATE acks for {len(plan.resent)} resends")
 
@@ -430,6 +451,10 @@ async def _demo_tenant(database_url: str) -> str:
 
 async def run(options: argparse.Namespace, work_dir: Path, console: Console) -> list[str]:
     """Run the demo in ``work_dir`` (already migrated); return the failed checks."""
+    # SIGTERM (CI, a supervisor) must stop the children too: cancel, and let `finally` run.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     database_url = f"sqlite+aiosqlite:///{work_dir / 'fbrhub.db'}"
     api_key = await _demo_tenant(database_url)
     sim_port, hub_port = _free_port(), _free_port()
@@ -472,18 +497,24 @@ async def run(options: argparse.Namespace, work_dir: Path, console: Console) -> 
             plan = build_plan(options.invoices, options.seed, today)
             tally = Tally()
             started = time.monotonic()
-            ingest_seconds = await stream_invoices(client, plan, tally, console, options.timeout)
+            try:
+                ingest_seconds = await stream_invoices(
+                    client, plan, tally, console, options.timeout
+                )
+            except HubApiError as error:
+                raise DemoError(f"{error}\nlast lines of hub.log:\n{hub.tail(15)}") from None
             total_seconds = time.monotonic() - started
             await cross_check(client, tally)
-        report(console, plan, tally, ingest_seconds, total_seconds)
-        problems.extend(tally.problems)
     finally:
         # The hub first: on SIGTERM it drains RPCs and finishes in-flight FBR requests.
         for child in reversed(children):
             code = await child.stop(timeout=20)
             if code not in (0, -signal.SIGTERM):
                 problems.append(f"the {child.name} exited with code {code}:\n{child.tail(10)}")
-    return problems
+    issued = ISSUED_LOG_LINE.search(sim.log.read_text(errors="replace"))
+    issued_count = int(issued.group(1)) if issued else None
+    report(console, plan, tally, (ingest_seconds, total_seconds), issued_count)
+    return tally.problems + problems
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -510,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = asyncio.run(run(options, work_dir, console))
     except (DemoError, HubApiError) as error:
         problems = [str(error)]
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         problems = ["interrupted"]
     if problems:
         console.print("[bold red]Demo FAILED:[/]")

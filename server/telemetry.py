@@ -80,3 +80,5 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # One INFO line per FBR request would drown the log (and names URLs, not outcomes).
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -157,7 +157,7 @@ async def test_wrong_fbr_token_is_retried_with_backoff_not_given_up(
 async def test_expired_lease_becomes_in_doubt_not_queued(db: Database, tenant: Tenant) -> None:
     # A worker claims an invoice and "dies" before recording anything. Once the lease runs
     # out, another worker must move it to IN_DOUBT (it may have been sent), never re-queue it.
-    now = dt.datetime(2026, 11, 1, 10, 0, tzinfo=dt.UTC)
+    now = dt.datetime.now(dt.UTC)
     clock = [now]
     notifier = Notifier()
     profile = await load_tenant(db, tenant.id)

@@ -212,7 +212,9 @@ class Forwarder:
             task.cancel()
 
     async def _wait_for_room(self) -> None:
-        if self._in_flight:
+        # Refill in bulk: one claim transaction per quarter of the window, not one per send.
+        refill_at = max(1, self._config.concurrency // 4)
+        while self._in_flight and self._config.concurrency - len(self._in_flight) < refill_at:
             await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
 
     # -- claiming ---------------------------------------------------------------------

@@ -54,7 +54,8 @@ class Rejection:
     Attributes:
         reason: UPPER_SNAKE reason (``INVOICE_INVALID``, ``ERP_REFERENCE_REUSED``...).
         message: a summary safe to show.
-        problems: the field violations, paths relative to the request.
+        problems: the field violations, paths relative to the invoice (``items[2].hs_code``);
+            the servicer prefixes ``invoices[i].`` when it answers a batch.
     """
 
     reason: str
@@ -145,36 +146,31 @@ class Ingestor:
         self,
         tenant: TenantProfile,
         invoices: Sequence[NormalisedInvoice],
-        *,
-        prefix: str = "invoices",
     ) -> list[Rejection | None]:
         """Validate invoices without storing anything (the ValidateInvoices dry run)."""
         context = self.validation_context(tenant)
-        return [
-            self._validate(tenant, invoice, f"{prefix}[{i}]", context)
-            for i, invoice in enumerate(invoices)
-        ]
+        return [self._validate(tenant, invoice, context) for invoice in invoices]
 
     def _validate(
         self,
         tenant: TenantProfile,
         invoice: NormalisedInvoice,
-        path: str,
         context: ValidationContext,
     ) -> Rejection | None:
+        """Judge one invoice; problem paths are relative to the invoice (``items[0].uom``)."""
         problems: list[FieldProblem] = []
         reference = invoice.get("erp_reference", "")
         if not reference or len(reference) > MAX_REFERENCE_LENGTH:
             problems.append(
                 FieldProblem(
-                    path=f"{path}.erp_reference",
+                    path="erp_reference",
                     message="Give the ERP's own reference, "
                     f"1 to {MAX_REFERENCE_LENGTH} characters.",
                 )
             )
         full = {**invoice, **tenant.seller_fields()}
         problems.extend(
-            FieldProblem(f"{path}.{v.path}", v.message, v.fbr_error_code)
+            FieldProblem(v.path, v.message, v.fbr_error_code)
             for v in validate_invoice(full, context)
         )
         if not problems:
@@ -196,7 +192,7 @@ class Ingestor:
         candidates: dict[str, _Candidate] = {}
         for index, invoice in enumerate(invoices):
             reference = invoice.get("erp_reference", "")
-            rejection = self._validate(tenant, invoice, f"invoices[{index}]", context)
+            rejection = self._validate(tenant, invoice, context)
             if not reference or len(reference) > MAX_REFERENCE_LENGTH:
                 assert rejection is not None
                 acks[index] = Ack(index, reference, AckOutcome.REJECTED, rejection=rejection)
@@ -246,7 +242,7 @@ class Ingestor:
         if digest == stored_digest:
             return Ack(index, reference, AckOutcome.DUPLICATE, invoice_id, state)
         problem = FieldProblem(
-            path=f"invoices[{index}].erp_reference",
+            path="erp_reference",
             message="This reference was already used for an invoice with different content; "
             "use a new reference, or a debit note to correct an accepted invoice.",
         )

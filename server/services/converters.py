@@ -96,15 +96,19 @@ def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
-def rejection_status(rejection: Rejection) -> status_pb2.Status:
-    """A domain rejection as the ``google.rpc.Status`` carried in an ack."""
-    codes = sorted({p.fbr_error_code for p in rejection.problems if p.fbr_error_code})
+def rejection_status(rejection: Rejection, *, index: int) -> status_pb2.Status:
+    """A domain rejection as the status of invoice ``index`` of a batch (paths prefixed)."""
+    problems = [
+        FieldProblem(f"invoices[{index}].{p.path}", p.message, p.fbr_error_code)
+        for p in rejection.problems
+    ]
+    codes = sorted({p.fbr_error_code for p in problems if p.fbr_error_code})
     return build_status(
         grpc.StatusCode.INVALID_ARGUMENT,
         rejection.message,
         reason=rejection.reason,
-        metadata={"violationCount": str(len(rejection.problems)), "fbrErrorCodes": ",".join(codes)},
-        problems=rejection.problems,
+        metadata={"violationCount": str(len(problems)), "fbrErrorCodes": ",".join(codes)},
+        problems=problems,
     )
 
 
@@ -142,7 +146,7 @@ def ack_to_proto(ack: Ack) -> invoice_service_pb2.InvoiceAck:
         state=invoice_pb2.InvoiceState.Value(f"INVOICE_STATE_{ack.state.value}")
         if ack.state
         else 0,  # type: ignore[arg-type]
-        error=rejection_status(ack.rejection) if ack.rejection else None,
+        error=rejection_status(ack.rejection, index=ack.index) if ack.rejection else None,
     )
 
 

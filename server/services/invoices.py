@@ -90,7 +90,7 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
                     index=i,
                     erp_reference=m.erp_reference,
                     valid=rejection is None,
-                    error=converters.rejection_status(rejection) if rejection else None,
+                    error=converters.rejection_status(rejection, index=i) if rejection else None,
                 )
                 for i, (m, rejection) in enumerate(zip(request.invoices, verdicts, strict=True))
             ]
@@ -157,8 +157,12 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
                 except ValueError:
                     raise invalid_argument(field, f"{field} must be a date as YYYY-MM-DD") from None
                 filters.append(getattr(Invoice.invoice_date, op)(day))
+        filters_only = invoice_service_pb2.ListInvoicesRequest()
+        filters_only.CopyFrom(request)
+        filters_only.ClearField("page_token")
+        filters_only.ClearField("page_size")
         fingerprint = hashlib.sha256(
-            request.SerializeToString(deterministic=True).replace(request.page_token.encode(), b"")
+            filters_only.SerializeToString(deterministic=True)
         ).hexdigest()[:16]
         if request.page_token:
             try:

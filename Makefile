@@ -1,0 +1,117 @@
+# SmartInvoicing Hub (fbrhub): developer and CI entry points.
+#
+#   make demo      set up .venv if needed, then run the end-to-end demo (DEMO_ARGS=...)
+#   make test      set up .venv if needed, then run the test suite (PYTEST_ARGS=...)
+#   make lint      ruff check + ruff format --check + mypy + buf lint/format + generated-code check
+#   make gen       regenerate fbrhub/ from proto/
+#
+# The PostgreSQL suite runs only when FBRHUB_TEST_POSTGRES_URL is set
+# (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+BUF := node_modules/.bin/buf
+
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+# Ref for `make buf-breaking`; any buf input works, e.g. '.git#branch=main' or a .binpb image.
+BUF_AGAINST ?= .git\#branch=main
+
+.PHONY: help venv node demo test lint ruff ruff-check ruff-format-check mypy fmt gen check-gen \
+	buf-lint buf-format buf-build buf-breaking bench clean distclean
+
+help:
+	@echo "targets: venv demo test lint gen check-gen buf-lint buf-format buf-build buf-breaking fmt bench clean distclean"
+
+# ---------------------------------------------------------------------------------------------
+# Environments (stamp files keep repeated runs fast; they are rebuilt when their inputs change)
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e '.[dev]'
+	@touch $@
+
+node: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# ---------------------------------------------------------------------------------------------
+# Run
+
+demo: $(VENV_STAMP)
+	$(PY) -m server.demo $(DEMO_ARGS)
+
+test: $(VENV_STAMP)
+	@if [ -z "$${FBRHUB_TEST_POSTGRES_URL:-}" ]; then \
+		echo "FBRHUB_TEST_POSTGRES_URL is not set: running the SQLite suite only; the PostgreSQL suite was NOT run."; \
+	fi
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(VENV_STAMP)
+	@if [ -f bench/run_all.py ]; then \
+		echo "$(PY) bench/run_all.py $(BENCH_ARGS)"; $(PY) bench/run_all.py $(BENCH_ARGS); \
+	else \
+		echo "no benchmarks yet"; \
+	fi
+
+# ---------------------------------------------------------------------------------------------
+# Lint and code generation (run `make -k lint` to see every failing check, not just the first)
+
+lint: ruff-check ruff-format-check mypy buf-lint buf-format check-gen
+
+ruff: ruff-check ruff-format-check
+
+ruff-check: $(VENV_STAMP)
+	$(PY) -m ruff check .
+
+ruff-format-check: $(VENV_STAMP)
+	$(PY) -m ruff format --check .
+
+# Packages to check come from [tool.mypy] in pyproject.toml.
+mypy: $(VENV_STAMP)
+	$(PY) -m mypy
+
+fmt: $(VENV_STAMP) $(NODE_STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+	$(BUF) format -w
+
+gen: $(VENV_STAMP)
+	$(PY) scripts/gen_protos.py
+
+check-gen: $(VENV_STAMP)
+	PYTHON=$(PY) scripts/check_generated.sh
+
+buf-lint: $(NODE_STAMP)
+	$(BUF) lint
+
+buf-format: $(NODE_STAMP)
+	$(BUF) format -d --exit-code
+
+buf-build: $(NODE_STAMP)
+	$(BUF) build
+
+buf-breaking: $(NODE_STAMP)
+	$(BUF) breaking --against '$(BUF_AGAINST)'
+
+# ---------------------------------------------------------------------------------------------
+
+clean:
+	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	find . -path ./.venv -prune -o -path ./node_modules -prune -o \
+		-name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) node_modules
