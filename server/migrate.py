@@ -21,7 +21,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     """Upgrade the database schema to ``revision``."""
     command.upgrade(alembic_config(database_url), revision)
 
@@ -31,6 +31,6 @@ def downgrade(database_url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
-async def upgrade_async(database_url: str, revision: str = "head") -> None:
+async def upgrade_async(database_url: str, revision: str = "heads") -> None:
     """:func:`upgrade` from async code (Alembic runs its own event loop, so use a thread)."""
     await asyncio.to_thread(upgrade, database_url, revision)

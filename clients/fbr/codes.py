@@ -8,6 +8,8 @@ research/fbr-api.md §1.10; a code not listed here points at the line or the inv
 
 from __future__ import annotations
 
+from clients.fbr.payload import ITEM_FIELDS
+
 FIELD_BY_FBR_CODE: dict[str, str] = {
     # header
     "0001": "seller_ntn_cnic",
@@ -36,7 +38,6 @@ FIELD_BY_FBR_CODE: dict[str, str] = {
     "0108": "seller_ntn_cnic",
     "0113": "invoice_date",
     "0203": "scenario_id",
-    "0204": "scenario_id",
     "0401": "seller_ntn_cnic",
     "0402": "buyer_ntn_cnic",
     # lines
@@ -45,6 +46,7 @@ FIELD_BY_FBR_CODE: dict[str, str] = {
     "0018": "sales_tax_applicable",
     "0019": "hs_code",
     "0020": "rate",
+    "0204": "sale_type",
     "0021": "value_sales_excluding_st",
     "0022": "sales_tax_withheld_at_source",
     "0023": "sales_tax_applicable",
@@ -78,6 +80,9 @@ FIELD_BY_FBR_CODE: dict[str, str] = {
 }
 
 
+LINE_FIELDS = frozenset(name for name, _ in ITEM_FIELDS)
+
+
 def fbr_error_path(code: str, item_sno: int | None = None) -> str:
     """The path of the field an FBR error is about (``item_sno`` counts from 1).
 
@@ -93,4 +98,7 @@ def fbr_error_path(code: str, item_sno: int | None = None) -> str:
     if item_sno is not None:
         line = f"items[{max(item_sno - 1, 0)}]"
         return f"{line}.{field}" if field else line
+    if field in LINE_FIELDS:
+        # A line-level code reported for the whole invoice (e.g. "no lines"): point at the lines.
+        return "items"
     return field or "invoice"

@@ -154,7 +154,9 @@ def from_fbr_json(body: dict[str, Any]) -> NormalisedInvoice:
     (PRAL's own production sample has ``"buyerRegistrationType "``).
     """
     clean = {str(k).strip(): v for k, v in body.items()}
-    invoice: NormalisedInvoice = {ours: _as_text(clean.get(theirs)) for ours, theirs in HEADER_FIELDS}
+    invoice: NormalisedInvoice = {
+        ours: _as_text(clean.get(theirs)) for ours, theirs in HEADER_FIELDS
+    }
     items: list[dict[str, str]] = []
     raw_items = clean.get("items")
     if isinstance(raw_items, list):

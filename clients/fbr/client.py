@@ -1,0 +1,276 @@
+"""The FBR DI client: post or validate one invoice, and always say what came of it.
+
+One :class:`FbrClient` per process holds one long-lived ``httpx.AsyncClient``. Its default
+transport is httpx-aiohttp's ``AiohttpTransport``, because httpx's own pool spends CPU that
+grows with the pool size and collapses at 64+ concurrent requests (research/perf-anchors.md
+(c)); any httpx transport can be passed instead (``httpx.MockTransport`` in unit tests, the
+stock transport in benchmarks).
+
+Every call returns a :class:`~clients.fbr.responses.DeliveryOutcome`; HTTP and transport
+problems never raise. Classification lives in :mod:`clients.fbr.responses`. Nothing personal
+(NTN/CNIC, names, tokens, bodies) reaches logs, span attributes or exception messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.cookiejar
+import logging
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import replace
+from types import TracebackType
+from typing import Any, Final
+
+import aiohttp
+import httpx
+import orjson
+from httpx_aiohttp import AiohttpTransport
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from clients.fbr.responses import (
+    DeliveryOutcome,
+    OutcomeKind,
+    classify_response,
+    classify_transport_error,
+)
+
+__all__ = ["DI_PATHS", "FbrClient"]
+
+_log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
+
+# research/fbr-api.md §1.2: post and validate have separate sandbox (``_sb``) paths.
+DI_PATHS: Final[Mapping[tuple[str, str], str]] = {
+    ("post", "sandbox"): "/di_data/v1/di/postinvoicedata_sb",
+    ("post", "production"): "/di_data/v1/di/postinvoicedata",
+    ("validate", "sandbox"): "/di_data/v1/di/validateinvoicedata_sb",
+    ("validate", "production"): "/di_data/v1/di/validateinvoicedata",
+}
+
+# FBR replies are a few hundred bytes; a cap keeps a misbehaving gateway from filling memory.
+_MAX_BODY_BYTES = 1 << 20
+# How long an idle pooled connection is kept. Short, so that we close it before the gateway
+# does: a POST on a connection the far end has just closed can only end IN_DOUBT.
+_KEEPALIVE_SECONDS = 5.0
+
+# Transport-level failures that become outcomes; anything else is a programming error.
+_TRANSPORT_ERRORS = (httpx.RequestError, aiohttp.ClientError, OSError, TimeoutError)
+
+
+def _ssl_context(verify: bool | str) -> ssl.SSLContext:
+    if not isinstance(verify, str):  # True: verify=False was refused by the caller
+        return httpx.create_ssl_context()  # certifi, or SSL_CERT_FILE / SSL_CERT_DIR
+    if os.path.isdir(verify):
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)
+
+
+def _aiohttp_transport(ssl_context: ssl.SSLContext, max_connections: int) -> AiohttpTransport:
+    def session() -> aiohttp.ClientSession:
+        # Built by the transport on first use, inside the running event loop.
+        connector = aiohttp.TCPConnector(
+            limit=max_connections, keepalive_timeout=_KEEPALIVE_SECONDS, ssl=ssl_context
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    return AiohttpTransport(verify=ssl_context, client=session)
+
+
+class FbrClient:
+    """Posts and validates DI invoices over one pooled HTTP client.
+
+    Args:
+        base_url: gateway root; the DI paths are appended (a path prefix is kept).
+        connect_timeout: seconds to open a TCP/TLS connection.
+        read_timeout: seconds to wait for response data; also the write timeout.
+        max_connections: pool size, which should be at least the caller's concurrency.
+        verify: ``True`` for the default CA bundle (certifi, or ``SSL_CERT_FILE``), or the
+            path of a CA bundle file (or of a directory prepared with ``openssl rehash``).
+            ``False`` is refused: TLS verification toward FBR is always on.
+        transport: an httpx transport to use instead of the aiohttp-backed default.
+
+    Timeouts: waiting for a free pooled connection is bounded by ``connect + read``, and
+    the whole call by the sum of every phase, which also bounds a server that trickles its
+    answer (aiohttp's read timeout restarts on each chunk) or a stalled write (aiohttp has
+    no write timeout).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str = "https://gw.fbr.gov.pk",
+        connect_timeout: float = 3.0,
+        read_timeout: float = 10.0,
+        max_connections: int = 64,
+        verify: bool | str = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        pool_timeout = connect_timeout + read_timeout
+        timeout = httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=read_timeout, pool=pool_timeout
+        )
+        self._deadline = connect_timeout + 2 * read_timeout + pool_timeout
+        if verify is False:  # whatever the transport
+            raise ValueError("TLS verification toward FBR cannot be disabled (DESIGN §6)")
+        if transport is None:
+            transport = _aiohttp_transport(_ssl_context(verify), max_connections)
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=timeout,
+            follow_redirects=False,  # a redirected POST is classified, never replayed
+        )
+        # One client serves every tenant: keep no cookies, so no state crosses tenants.
+        self._http.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        # Requests are built here rather than by AsyncClient.build_request, whose URL merging
+        # and cookie handling cost about a third of the client's CPU per call (bench/).
+        root = base_url.rstrip("/")
+        self._urls = {key: httpx.URL(root + path) for key, path in DI_PATHS.items()}
+        self._timeouts = {"timeout": timeout.as_dict()}
+
+    @property
+    def deadline_seconds(self) -> float:
+        """The longest any one call can take; a lease on a sending invoice must exceed it."""
+        return self._deadline
+
+    async def post_invoice(
+        self, body: Mapping[str, Any], *, token: str, environment: str, request_id: str = ""
+    ) -> DeliveryOutcome:
+        """Post one invoice to ``postinvoicedata`` (FBR issues a number if it is valid).
+
+        Args:
+            body: the DI request body (``clients.fbr.payload.to_fbr_json``).
+            token: the seller's PRAL security token for ``environment``.
+            environment: ``"sandbox"`` or ``"production"``.
+            request_id: the hub's invoice id, sent as ``X-Hub-Invoice-Id`` (the simulator
+                counts issued numbers by it; FBR ignores it).
+
+        Returns:
+            The classified outcome; ACCEPTED carries the FBR invoice number.
+
+        Raises:
+            ValueError: ``environment`` is unknown.
+            TypeError: ``body`` cannot be encoded as JSON.
+        """
+        return await self._call("post", body, token, environment, request_id)
+
+    async def validate_invoice(
+        self, body: Mapping[str, Any], *, token: str, environment: str, request_id: str = ""
+    ) -> DeliveryOutcome:
+        """Dry-run one invoice on ``validateinvoicedata``: ACCEPTED means "valid".
+
+        No number is ever issued, so an outcome that would be IN_DOUBT for a post is
+        RETRYABLE here. Arguments and errors are those of :meth:`post_invoice`.
+        """
+        return await self._call("validate", body, token, environment, request_id)
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> FbrClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _call(
+        self,
+        operation: str,
+        body: Mapping[str, Any],
+        token: str,
+        environment: str,
+        request_id: str,
+    ) -> DeliveryOutcome:
+        url = self._urls.get((operation, environment))
+        if url is None:
+            raise ValueError(f"unknown FBR environment {environment!r}")
+        validate_only = operation == "validate"
+        headers = {
+            "Accept": "application/json",  # so the WSO2 gateway sends JSON faults
+            "Authorization": f"Bearer {token.strip()}",
+            "Content-Type": "application/json",
+            "User-Agent": "fbrhub",
+        }
+        if request_id:
+            headers["X-Hub-Invoice-Id"] = request_id
+        content = orjson.dumps(body if isinstance(body, dict) else dict(body))
+        request = httpx.Request(
+            "POST", url, headers=headers, content=content, extensions=self._timeouts
+        )
+        with _tracer.start_as_current_span(
+            f"fbr.{operation}_invoice",
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": "POST", "url.path": request.url.path},
+            # Exception messages may quote anything; record nothing but the type below.
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                outcome = await self._exchange(request, validate_only)
+            except BaseException as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            if outcome.http_status is not None:
+                span.set_attribute("http.response.status_code", outcome.http_status)
+            span.set_attribute("fbr.outcome", outcome.kind.name)
+            span.set_attribute("fbr.error_code", outcome.error_code)
+            if outcome.kind in {OutcomeKind.RETRYABLE, OutcomeKind.IN_DOUBT}:
+                span.set_status(Status(StatusCode.ERROR, outcome.kind.name))
+        level = {
+            OutcomeKind.ACCEPTED: logging.DEBUG,
+            OutcomeKind.REJECTED: logging.INFO,
+        }.get(outcome.kind, logging.WARNING)
+        _log.log(
+            level,
+            "FBR %s %s -> %s (%s) hub_invoice_id=%s",
+            operation,
+            environment,
+            outcome.kind.name,
+            outcome.detail,
+            request_id or "-",
+        )
+        return outcome
+
+    async def _exchange(self, request: httpx.Request, validate_only: bool) -> DeliveryOutcome:
+        response: httpx.Response | None = None
+        try:
+            async with asyncio.timeout(self._deadline):
+                response = await self._http.send(request, stream=True)
+                try:
+                    body = await _read_capped(response)
+                finally:
+                    await response.aclose()
+        except _TRANSPORT_ERRORS as exc:
+            if response is not None and 400 <= response.status_code < 500:
+                # A 4xx is a refusal whatever its body: judge it on the status alone.
+                return classify_response(
+                    response.status_code, response.headers, b"", validate_only=validate_only
+                )
+            outcome = classify_transport_error(exc, request_sent=True, validate_only=validate_only)
+            status = response.status_code if response is not None else None
+            return replace(outcome, http_status=status)
+        return classify_response(
+            response.status_code, response.headers, body, validate_only=validate_only
+        )
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    # Past the cap the body is cut short; it then fails to parse, and the outcome says so.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > _MAX_BODY_BYTES:
+            break
+    return b"".join(chunks)

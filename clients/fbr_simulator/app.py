@@ -1,0 +1,292 @@
+"""A stand-in for FBR's DI API over real HTTP, for end-to-end tests, demos and benchmarks.
+
+It authenticates like the WSO2 gateway, judges invoices with the hub's own rule table
+(:mod:`clients.fbr.rules`, so the two can never disagree), answers in FBR's shapes
+(:mod:`clients.fbr_simulator.protocol`) and issues invoice numbers like FBR's:
+seller NTN/CNIC + ``DI`` + 13 digits of epoch milliseconds, bumped by one when two would
+collide, with ``dated`` in Pakistan time.
+
+Every issued number is recorded, keyed by the request header ``X-Hub-Invoice-Id`` when
+present, else by a SHA-256 fingerprint of the canonical JSON body, so tests can prove the
+hub never obtained two fiscal numbers for one invoice (:meth:`FbrSimulator.duplicates`).
+
+Faults: a fixed ``latency`` before every answer, a seeded ``error_rate`` of WSO2 503 faults
+(answered before any processing) and a FIFO of scripted :class:`Fault` s, one per request,
+which take precedence over the random ones. Invalid JSON, or a body that is not a JSON
+object, gets HTTP 400 with a header-level ``validationResponse`` (no number issued).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import random
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from clients.fbr.payload import from_fbr_json
+from clients.fbr.rules import ValidationContext, validate_invoice
+from clients.fbr_simulator import faults, protocol
+from clients.fbr_simulator.faults import Fault
+
+# Pakistan has kept UTC+5 without daylight saving since 2009; a fixed offset needs no tzdata.
+PAKISTAN_TIME = datetime.timezone(datetime.timedelta(hours=5), "PKT")
+INVOICE_ID_HEADER = "X-Hub-Invoice-Id"
+# path -> (environment the token must belong to, whether numbers are issued)
+ENDPOINTS: dict[str, tuple[str, bool]] = {
+    "/di_data/v1/di/postinvoicedata_sb": ("sandbox", True),
+    "/di_data/v1/di/postinvoicedata": ("production", True),
+    "/di_data/v1/di/validateinvoicedata_sb": ("sandbox", False),
+    "/di_data/v1/di/validateinvoicedata": ("production", False),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """Whom a security token belongs to and where it is valid."""
+
+    seller_ntn_cnic: str
+    environment: str = "sandbox"
+    """``"sandbox"`` or ``"production"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedNumber:
+    """An FBR invoice number the simulator issued."""
+
+    invoice_number: str
+    seller_ntn_cnic: str
+    key: str
+    """``X-Hub-Invoice-Id`` of the request, or the body fingerprint without one."""
+    fingerprint: str
+    """SHA-256 of the canonical (key-sorted) JSON body."""
+    dated: str
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _bad_request(dated: str, message: str) -> web.Response:
+    body = {
+        "dated": dated,
+        "validationResponse": {
+            "statusCode": "01",
+            "status": "Invalid",
+            "errorCode": "",
+            "error": message,
+            "invoiceStatuses": None,
+        },
+    }
+    return web.Response(status=400, body=orjson.dumps(body), content_type="application/json")
+
+
+class FbrSimulator:
+    """FBR's DI API, served over HTTP by aiohttp."""
+
+    def __init__(
+        self,
+        *,
+        tokens: Mapping[str, TokenGrant],
+        latency: float = 0.0,
+        error_rate: float = 0.0,
+        seed: int = 0,
+        clock: Callable[[], datetime.datetime] | None = None,
+        hang_seconds: float = 3600.0,
+    ) -> None:
+        """Configure the simulator; nothing listens until :meth:`start`.
+
+        Args:
+            tokens: security token -> whom it belongs to and for which environment.
+            latency: seconds to wait before answering every request.
+            error_rate: fraction of requests answered with a WSO2 503 gateway fault.
+            seed: seed of the random generator behind ``error_rate``.
+            clock: the current time (aware; naive means UTC), for ``dated``, numbers and
+                the future-date rule.
+            hang_seconds: how long :attr:`Fault.ACCEPT_THEN_HANG` withholds the answer.
+        """
+        self.tokens = dict(tokens)
+        self.latency = latency
+        self.error_rate = error_rate
+        self.hang_seconds = hang_seconds
+        self.issued: list[IssuedNumber] = []
+        self.stats: Counter[tuple[str, str]] = Counter()
+        """Requests by (endpoint name, outcome), e.g. ``("postinvoicedata_sb", "accepted")``;
+        a fault answering before processing is the outcome itself (``"gateway_5xx"``)."""
+        self.faults_applied: Counter[Fault] = Counter()
+        self._random = random.Random(seed)
+        self._clock = clock or _utc_now
+        self._scripted: deque[Fault] = deque()
+        self._issued_per_key: Counter[str] = Counter()
+        self._last_millis = 0
+        self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
+        self.base_url = ""
+
+    def script(self, *faults: Fault) -> None:
+        """Queue faults for the next requests, one each, in order."""
+        self._scripted.extend(faults)
+
+    def issued_count(self, key: str) -> int:
+        """How many numbers were issued under ``key`` (invoice id header or fingerprint)."""
+        return self._issued_per_key[key]
+
+    def duplicates(self) -> dict[str, int]:
+        """Keys under which more than one number was issued, with their counts."""
+        return {key: count for key, count in self._issued_per_key.items() if count > 1}
+
+    def application(self) -> web.Application:
+        """The aiohttp application, for embedding in another server."""
+        app = web.Application()
+        for path in ENDPOINTS:
+            app.router.add_post(path, self._handle)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on ``host:port`` (0: any free port) and return the base URL."""
+        self._closing = asyncio.Event()  # made here: it belongs to the running event loop
+        self._runner = web.AppRunner(self.application(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        self.base_url = f"http://{bound_host}:{bound_port}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop listening; requests held by a hang fault are dropped, not left waiting."""
+        if self._closing is not None:
+            self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        environment, numbered = ENDPOINTS[request.path]
+        endpoint = request.path.rsplit("/", 1)[1]
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        fault = self._next_fault()
+        if fault is not None:
+            self.faults_applied[fault] += 1
+            if fault.before_processing:
+                self.stats[endpoint, fault.value] += 1
+                return faults.fault_response(fault)
+        grant = self._authenticate(request, environment)
+        if isinstance(grant, web.Response):
+            self.stats[endpoint, "unauthorized"] += 1
+            return grant
+        body = await request.read()
+        now = self._clock()
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=datetime.UTC)
+        pakistan_now = now.astimezone(PAKISTAN_TIME)
+        dated = pakistan_now.strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            payload = None
+        if not isinstance(payload, dict):
+            self.stats[endpoint, "bad_request"] += 1
+            return _bad_request(dated, "The request body is not a JSON object.")
+        answer, outcome = self._judge(request, payload, grant, now, pakistan_now, dated, numbered)
+        self.stats[endpoint, outcome] += 1
+        return await self._deliver(request, answer, fault)
+
+    def _next_fault(self) -> Fault | None:
+        if self._scripted:
+            return self._scripted.popleft()
+        if self.error_rate and self._random.random() < self.error_rate:
+            return Fault.GATEWAY_5XX
+        return None
+
+    def _authenticate(self, request: web.Request, environment: str) -> TokenGrant | web.Response:
+        """The token's grant, or WSO2's 401 (also for a token of the other environment)."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return faults.missing_credentials()
+        grant = self.tokens.get(token)
+        if grant is None or grant.environment != environment:
+            return faults.invalid_credentials()
+        return grant
+
+    def _judge(
+        self,
+        request: web.Request,
+        payload: dict[str, Any],
+        grant: TokenGrant,
+        now: datetime.datetime,
+        pakistan_now: datetime.datetime,
+        dated: str,
+        numbered: bool,
+    ) -> tuple[dict[str, Any], str]:
+        invoice = from_fbr_json(payload)
+        context = ValidationContext(
+            today=pakistan_now.date(),
+            environment=grant.environment,
+            seller_ntn_cnic=grant.seller_ntn_cnic,
+        )
+        violations = protocol.wire_violations(payload) + validate_invoice(invoice, context)
+        header = protocol.header_error(violations)
+        if header is not None:
+            return protocol.header_rejection(dated, header), "rejected"
+        line_count = len(invoice["items"])
+        if violations or not numbered:
+            body = protocol.line_verdict(dated, line_count, violations, None, numbered=numbered)
+            return body, "rejected" if violations else "valid"
+        number = self._issue(request, payload, grant, now, dated)
+        return protocol.line_verdict(dated, line_count, (), number, numbered=True), "accepted"
+
+    def _issue(
+        self,
+        request: web.Request,
+        payload: dict[str, Any],
+        grant: TokenGrant,
+        now: datetime.datetime,
+        dated: str,
+    ) -> str:
+        # Epoch milliseconds, kept strictly increasing so two invoices never share a number.
+        millis = max(int(now.timestamp() * 1000), self._last_millis + 1)
+        self._last_millis = millis
+        number = f"{grant.seller_ntn_cnic}DI{millis:013d}"
+        canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+        fingerprint = hashlib.sha256(canonical).hexdigest()
+        key = request.headers.get(INVOICE_ID_HEADER) or fingerprint
+        self.issued.append(IssuedNumber(number, grant.seller_ntn_cnic, key, fingerprint, dated))
+        self._issued_per_key[key] += 1
+        return number
+
+    async def _deliver(
+        self, request: web.Request, answer: dict[str, Any], fault: Fault | None
+    ) -> web.StreamResponse:
+        if fault is Fault.ACCEPT_THEN_HANG and self._closing is not None:
+            try:
+                await asyncio.wait_for(self._closing.wait(), timeout=self.hang_seconds)
+            except TimeoutError:
+                pass  # the hang ran its course: answer normally, very late
+            else:
+                return self._drop(request)  # shutting down: never answer
+        elif fault is Fault.ACCEPT_THEN_DROP:
+            return self._drop(request)
+        elif fault is Fault.ACCEPT_THEN_500:
+            return faults.contact_administrator()
+        elif fault is Fault.TRAILING_COMMA:
+            for status in answer["validationResponse"].get("invoiceStatuses") or ():
+                status["itemSNo"] = int(status["itemSNo"])
+            return web.Response(text=faults.quirky_json(answer), content_type="application/json")
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+    @staticmethod
+    def _drop(request: web.Request) -> web.Response:
+        # Abort the connection so the client sees it close without any response; aiohttp
+        # discards the response returned afterwards.
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=500)
