@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import uuid
 from dataclasses import dataclass, field
 
 import grpc
@@ -15,9 +16,19 @@ from grpc_reflection.v1alpha import reflection
 from clients.fbr.client import FbrClient
 from fbrhub.v1 import invoice_service_pb2, invoice_service_pb2_grpc
 from server.db.engine import Database
+from server.domain.audit import AccessAuditor
 from server.domain.forwarder import Forwarder, ForwarderConfig
 from server.domain.ingest import Ingestor
-from server.domain.notify import Notifier
+from server.domain.monitor import QueueMonitor, record_circuit_alert
+from server.domain.notify import Notifier, PostgresListener
+from server.domain.operator import Operator
+from server.domain.pacing import BreakerChange
+from server.governance import (
+    add_governance_services,
+    bind_port,
+    configure_secrets,
+    start_retention,
+)
 from server.interceptors import HubInterceptor
 from server.services.invoices import InvoiceService
 from server.settings import Settings
@@ -43,6 +54,9 @@ class Hub:
     forwarder: Forwarder | None
     notifier: Notifier
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    monitor: QueueMonitor | None = None
+    listener: PostgresListener | None = None
+    retention_stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def address(self) -> str:
@@ -56,12 +70,36 @@ class Hub:
         await self.health.enter_graceful_shutdown()
         if self.forwarder is not None:
             await self.forwarder.stop()
+        if self.monitor is not None:
+            self.monitor.stop()
+        self.retention_stop.set()
         await self.server.stop(grace)
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.listener is not None:
+            await self.listener.stop()
         await self.fbr.aclose()
         await self.db.dispose()
+
+
+def forwarder_config(settings: Settings) -> ForwarderConfig:
+    """The forwarder's tuning, from settings."""
+    return ForwarderConfig(
+        concurrency=settings.forwarder_concurrency,
+        claim_batch=settings.forwarder_claim_batch,
+        poll_seconds=settings.forwarder_poll_seconds,
+        lease_seconds=settings.forwarder_lease_seconds,
+        retry_base_seconds=settings.retry_base_seconds,
+        retry_max_seconds=settings.retry_max_seconds,
+        tenant_rate_per_second=settings.tenant_rate_per_second,
+        tenant_burst=settings.tenant_burst,
+        tenant_concurrency=settings.tenant_concurrency,
+        latency_target_seconds=settings.fbr_latency_target_seconds,
+        breaker_failure_threshold=settings.breaker_failure_threshold,
+        breaker_open_seconds=settings.breaker_open_seconds,
+        breaker_max_open_seconds=settings.breaker_max_open_seconds,
+    )
 
 
 def build_fbr_client(settings: Settings) -> FbrClient:
@@ -86,43 +124,67 @@ async def start_hub(
     fbr = fbr or build_fbr_client(settings)
     notifier = Notifier()
     tokens = TokenCodec(settings.cursor_secret.get_secret_value().encode())
-    ingestor = Ingestor(db, notifier)
+    configure_secrets(settings)
+    ingestor = Ingestor(db, notifier, max_pending=settings.tenant_max_pending)
+    verifier = ApiKeyVerifier(db)
     server = grpc.aio.server(
-        interceptors=[HubInterceptor(ApiKeyVerifier(db), public_services=PUBLIC_SERVICES)],
+        interceptors=[
+            HubInterceptor(
+                verifier,
+                public_services=PUBLIC_SERVICES,
+                auditor=AccessAuditor(db, notifier),
+            )
+        ],
         options=[
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
             ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
             ("grpc.so_reuseport", 0),
         ],
     )
+    operator = Operator(db, notifier, ingestor)
     invoice_service_pb2_grpc.add_InvoiceServiceServicer_to_server(
-        InvoiceService(db, ingestor, notifier, tokens, settings), server
+        InvoiceService(db, ingestor, notifier, tokens, settings, operator), server
+    )
+    governance = add_governance_services(
+        server, db=db, notifier=notifier, tokens=tokens, settings=settings, verifier=verifier
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        [INVOICE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        [INVOICE_SERVICE, *governance, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(settings.grpc_listen)
+    port = bind_port(server, settings)
     await server.start()
-    await health_servicer.set(INVOICE_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    for name in (INVOICE_SERVICE, *governance):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(health.OVERALL_HEALTH, health_pb2.HealthCheckResponse.SERVING)
     hub = Hub(settings, db, server, port, health_servicer, fbr, None, notifier)
+    if db.is_postgres:
+        hub.listener = PostgresListener(settings.database_url, notifier)
+        hub.listener.start()
     if settings.forwarder_enabled:
+
+        async def circuit_alert(change: BreakerChange, tenants: list[uuid.UUID]) -> None:
+            await record_circuit_alert(db, notifier, change, tenants)
+
         hub.forwarder = Forwarder(
             db,
             fbr,
             notifier,
-            ForwarderConfig(
-                concurrency=settings.forwarder_concurrency,
-                claim_batch=settings.forwarder_claim_batch,
-                poll_seconds=settings.forwarder_poll_seconds,
-                lease_seconds=settings.forwarder_lease_seconds,
-                retry_base_seconds=settings.retry_base_seconds,
-                retry_max_seconds=settings.retry_max_seconds,
-            ),
+            forwarder_config(settings),
+            worker_id=settings.worker_id,
+            on_circuit_change=circuit_alert,
         )
         hub.tasks.append(asyncio.create_task(hub.forwarder.run(), name="forwarder"))
+    hub.monitor = QueueMonitor(
+        db,
+        notifier,
+        interval_seconds=settings.monitor_interval_seconds,
+        stuck_after_seconds=settings.stuck_after_seconds,
+    )
+    hub.tasks.append(asyncio.create_task(hub.monitor.run(), name="queue-monitor"))
+    if settings.retention_sweeper_enabled:
+        hub.tasks.append(start_retention(db, settings, hub.retention_stop))
     logger.info("hub listening on %s", hub.address)
     return hub
 

@@ -8,8 +8,9 @@ import sys
 import uuid
 from collections.abc import Sequence
 
+from server import cli_governance
 from server.settings import get_settings
-from server.telemetry import configure_logging, configure_tracing
+from server.telemetry import configure_logging, configure_metrics, configure_tracing
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,6 +19,13 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("serve", help="run the gRPC hub and the forwarder (FBRHUB_* settings)")
     commands.add_parser("migrate", help="upgrade the database schema to the latest revision")
+    status = commands.add_parser("status", help="queue health per tenant and FBR circuit state")
+    status.add_argument(
+        "--stuck-after",
+        type=float,
+        default=None,
+        help="seconds (default FBRHUB_STUCK_AFTER_SECONDS)",
+    )
 
     tenant = commands.add_parser("tenant", help="manage tenants").add_subparsers(
         dest="action", required=True
@@ -39,10 +47,66 @@ def _parser() -> argparse.ArgumentParser:
         "--role", default="erp", choices=["erp", "privacy_officer", "auditor", "admin"]
     )
     key.add_argument("--name", default="", help="a label for the key")
+    cli_governance.add_commands(commands, apikey)
 
     sim = commands.add_parser("fbr-sim", help="run the FBR DI simulator", add_help=False)
     sim.add_argument("args", nargs=argparse.REMAINDER)
     return parser
+
+
+async def _status(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from server.db.engine import Database
+    from server.domain.monitor import latest_circuit_alerts, queue_health
+
+    settings = get_settings()
+    stuck_after = args.stuck_after or settings.stuck_after_seconds
+    db = Database(settings.database_url)
+    try:
+        async with db.read("cli.status") as session:
+            health = await queue_health(session, dt.datetime.now(dt.UTC), stuck_after)
+            circuits = await latest_circuit_alerts(session)
+    finally:
+        await db.dispose()
+    states = [
+        "QUEUED",
+        "SENDING",
+        "RETRY_WAIT",
+        "IN_DOUBT",
+        "ACCEPTED",
+        "REJECTED_FBR",
+        "REJECTED_LOCAL",
+    ]
+    table = Table(title=f"Queue health (stuck = pending longer than {stuck_after:.0f}s)")
+    table.add_column("tenant")
+    for state in states:
+        table.add_column(state.lower(), justify="right")
+    table.add_column("oldest pending", justify="right")
+    table.add_column("stuck", justify="right")
+    for entry in health:
+        table.add_row(
+            str(entry.tenant_id),
+            *(str(entry.by_state.get(state, 0)) for state in states),
+            f"{entry.oldest_pending_age_seconds:.0f}s" if entry.pending else "-",
+            str(entry.stuck),
+            style="bold red" if entry.stuck or entry.in_doubt else None,
+        )
+    console = Console(width=200)
+    console.print(table)
+    if not health:
+        console.print("no invoices yet")
+    for endpoint, alert in sorted(circuits.items()):
+        state = "OPEN" if alert["kind"] == "FBR_CIRCUIT_OPEN" else "closed"
+        console.print(
+            f"FBR circuit {endpoint}: {state} (since {alert['time']:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+    if not circuits:
+        console.print("FBR circuits: no openings recorded")
+    return 0
 
 
 async def _tenant_create(args: argparse.Namespace) -> int:
@@ -95,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from server.app import serve
 
             configure_tracing()
+            configure_metrics()
             asyncio.run(serve(settings))
             return 0
         if args.command == "migrate":
@@ -103,10 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             upgrade(settings.database_url)
             print("database is at the latest schema revision")
             return 0
+        if args.command == "status":
+            return asyncio.run(_status(args))
         if args.command == "tenant":
             return asyncio.run(_tenant_create(args))
-        if args.command == "apikey":
+        if args.command == "apikey" and args.action == "create":
             return asyncio.run(_apikey_create(args))
+        if args.command == "apikey" or args.command in cli_governance.COMMANDS:
+            return cli_governance.run(args, settings)
     except (ValueError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -4,7 +4,9 @@ Every RPC except health and reflection needs ``authorization: Bearer <api key>``
 interceptor wraps each method handler so that, around the servicer code, it:
 
 1. opens one span per RPC (attributes: method, status code, tenant id; never personal data);
-2. rejects calls without a valid key with UNAUTHENTICATED;
+2. rejects calls without a valid key with UNAUTHENTICATED, then calls whose key's role may
+   not call the method (``server.authz.RPC_ROLES``) with PERMISSION_DENIED, auditing both,
+   before any servicer code runs (so PERMISSION_DENIED always comes before NOT_FOUND);
 3. makes the caller available to the servicer through :func:`current_caller`;
 4. turns a :class:`~server.errors.HubError` into its status, and anything unexpected into
    a bare INTERNAL (the details go to the log, keyed by trace id, never to the client).
@@ -16,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
+from functools import partial
 from typing import Any
 
 import grpc
@@ -23,8 +26,10 @@ from grpc_status import rpc_status
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from server.authz import is_allowed, permission_denied
+from server.domain.audit import AccessAuditor
 from server.errors import HubError, internal_error, unauthenticated
-from server.tenancy import ApiKeyVerifier, Caller
+from server.tenancy import ApiKeyVerifier, Caller, parse_api_key
 
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -79,9 +84,16 @@ class _Call:
 class HubInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates, scopes, traces and maps errors for every hub RPC."""
 
-    def __init__(self, verifier: ApiKeyVerifier, *, public_services: frozenset[str]) -> None:
+    def __init__(
+        self,
+        verifier: ApiKeyVerifier,
+        *,
+        public_services: frozenset[str],
+        auditor: AccessAuditor | None = None,
+    ) -> None:
         self._verifier = verifier
         self._public_services = public_services
+        self._auditor = auditor
 
     async def intercept_service(
         self,
@@ -95,7 +107,43 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
             return handler
         token = _bearer_token(handler_call_details.invocation_metadata)
         caller = await self._verifier.verify(token, time.monotonic()) if token else None
-        return _wrap(handler, method, caller)
+        return _wrap(handler, method, caller, self._refusal(method, token, caller))
+
+    def _refusal(self, method: str, token: str | None, caller: Caller | None) -> _Refusal | None:
+        auditor = self._auditor
+        if caller is None:
+            parsed = parse_api_key(token) if token else None
+            key_id = parsed[0] if parsed else None
+            return _Refusal(
+                unauthenticated("a valid API key is required"),
+                partial(auditor.unauthenticated, method, key_id) if auditor else None,
+            )
+        if not is_allowed(method, caller.role):
+            return _Refusal(
+                permission_denied(),
+                partial(
+                    auditor.permission_denied, method, caller.tenant_id, caller.key_id, caller.role
+                )
+                if auditor
+                else None,
+            )
+        return None
+
+
+class _Refusal:
+    """Why a call is refused before it reaches the servicer, and how to audit that."""
+
+    def __init__(self, error: HubError, audit: Callable[[], Awaitable[None]] | None) -> None:
+        self.error = error
+        self._audit = audit
+
+    async def refuse(self, call: _Call, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if self._audit is not None:
+            try:
+                await self._audit()
+            except Exception:  # auditing must not turn a refusal into INTERNAL
+                logger.exception("could not audit a refused call to %s", call.method)
+        await call.fail(context, self.error)
 
 
 def _start(method: str, caller: Caller | None) -> tuple[trace.Span, Any]:
@@ -110,7 +158,7 @@ def _start(method: str, caller: Caller | None) -> tuple[trace.Span, Any]:
     return span, trace.use_span(span, end_on_exit=True)
 
 
-def _wrap(handler: Any, method: str, caller: Caller | None) -> Any:
+def _wrap(handler: Any, method: str, caller: Caller | None, refusal: _Refusal | None) -> Any:
     if handler.unary_unary or handler.stream_unary:
         inner_unary = handler.unary_unary or handler.stream_unary
 
@@ -118,8 +166,8 @@ def _wrap(handler: Any, method: str, caller: Caller | None) -> Any:
             span, scope = _start(method, caller)
             call = _Call(method, caller, span)
             with scope:
-                if caller is None:
-                    await call.fail(context, unauthenticated("a valid API key is required"))
+                if refusal is not None:
+                    await refusal.refuse(call, context)
                 # Each RPC runs in its own task, so setting the variable scopes it to the call.
                 _caller.set(caller)
                 try:
@@ -146,8 +194,8 @@ def _wrap(handler: Any, method: str, caller: Caller | None) -> Any:
         span, scope = _start(method, caller)
         call = _Call(method, caller, span)
         with scope:
-            if caller is None:
-                await call.fail(context, unauthenticated("a valid API key is required"))
+            if refusal is not None:
+                await refusal.refuse(call, context)
             _caller.set(caller)
             try:
                 async for response in inner_stream(request, context):

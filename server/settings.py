@@ -8,6 +8,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_CURSOR_SECRET = "development-only-cursor-secret"
+# Development-only Fernet key for FBR tokens at rest (server.crypto); refused in production.
+DEVELOPMENT_FBR_TOKEN_KEY = "ZmJyaHViLWRldmVsb3BtZW50LW9ubHkta2V5LTAwMDA="
 
 
 class Settings(BaseSettings):
@@ -42,6 +44,22 @@ class Settings(BaseSettings):
     forwarder_lease_seconds: float = 60.0
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 300.0
+    # Pacing toward FBR (README "Delivery limits"). Rate 0 means unlimited.
+    tenant_rate_per_second: float = Field(default=0.0, ge=0)
+    tenant_burst: float = Field(default=50.0, ge=1)
+    tenant_concurrency: int = Field(default=0, ge=0)
+    fbr_latency_target_seconds: float = Field(default=5.0, gt=0)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_open_seconds: float = Field(default=1.0, gt=0)
+    breaker_max_open_seconds: float = Field(default=60.0, gt=0)
+    worker_id: str | None = None
+    # Backpressure: invoices a stream may have read but not yet acked; invoices a tenant may
+    # have waiting for FBR before ingest stops reading (0 = no limit).
+    ingest_window_invoices: int = Field(default=2000, ge=1)
+    tenant_max_pending: int = Field(default=0, ge=0)
+    # Stuck-work detection (alerts on the results stream, metrics, `fbrhub status`).
+    stuck_after_seconds: float = Field(default=900.0, gt=0)
+    monitor_interval_seconds: float = Field(default=30.0, gt=0)
 
     max_invoices_per_request: int = Field(default=500, ge=1, le=5000)
     results_heartbeat_seconds: float = 15.0
@@ -58,6 +76,35 @@ class Settings(BaseSettings):
             and self.cursor_secret.get_secret_value() == DEVELOPMENT_CURSOR_SECRET
         ):
             raise ValueError("FBRHUB_CURSOR_SECRET must be set to a real secret in production")
+        return self
+
+    # --- Privacy, audit, access control, transport security (issue 4) -------------------
+    # TLS on the gRPC port when a certificate and key are given (PEM files); mutual TLS when
+    # a client CA is given too (clients without a certificate signed by it are refused).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    # Fernet keys for FBR tokens at rest, comma-separated, newest first (server.crypto).
+    fbr_token_keys: SecretStr = SecretStr(DEVELOPMENT_FBR_TOKEN_KEY)
+    # Invoice records are kept this long after receipt; the law requires at least 5 years.
+    retention_years: int = Field(default=6, ge=5, le=100)
+    # A closed account is anonymised this many days after closing (the policy allows 90).
+    account_anonymise_days: int = Field(default=30, ge=0, le=90)
+    retention_sweeper_enabled: bool = True
+    retention_sweep_interval_seconds: float = Field(default=3600.0, gt=0)
+    audit_heartbeat_seconds: float = 15.0
+    audit_poll_seconds: float = 1.0
+    password_bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_keys(self) -> Settings:
+        keys = self.fbr_token_keys.get_secret_value()
+        if self.environment == "production" and DEVELOPMENT_FBR_TOKEN_KEY in keys:
+            raise ValueError("FBRHUB_FBR_TOKEN_KEYS must be set to real keys in production")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("FBRHUB_TLS_CERT_FILE and FBRHUB_TLS_KEY_FILE go together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("FBRHUB_TLS_CLIENT_CA_FILE (mutual TLS) needs TLS to be on")
         return self
 
 

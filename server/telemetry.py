@@ -1,9 +1,10 @@
 """OpenTelemetry and logging set-up for the hub process.
 
-The span exporter is chosen by the standard ``OTEL_TRACES_EXPORTER`` variable (``otlp``,
-``console`` or ``none``; default ``none``) and the OTLP exporter reads the standard
-``OTEL_EXPORTER_OTLP_*`` variables itself. Spans carry ids, codes and counts only; personal
-data (NTN/CNIC, names, addresses, phones, e-mails) never goes into attributes.
+The span and metric exporters are chosen by the standard ``OTEL_TRACES_EXPORTER`` and
+``OTEL_METRICS_EXPORTER`` variables (``otlp``, ``console`` or ``none``; default ``none``) and
+the OTLP exporters read the standard ``OTEL_EXPORTER_OTLP_*`` variables themselves. Spans
+and metrics carry ids, codes and counts only; personal data (NTN/CNIC, names, addresses,
+phones, e-mails) never goes into attributes or labels.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ import os
 import sys
 
 import orjson
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -48,6 +55,29 @@ def configure_tracing(service_name: str = "fbrhub") -> TracerProvider | None:
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    return provider
+
+
+def configure_metrics() -> MeterProvider | None:
+    """Install a meter provider if ``OTEL_METRICS_EXPORTER`` asks for one (``otlp``/``console``).
+
+    The export interval is the standard ``OTEL_METRIC_EXPORT_INTERVAL`` (milliseconds).
+    """
+    name = os.environ.get("OTEL_METRICS_EXPORTER", "none").strip().lower()
+    exporter: MetricExporter
+    if name == "console":
+        exporter = ConsoleMetricExporter()
+    elif name == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        exporter = OTLPMetricExporter()
+    else:
+        return None
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "fbrhub")})
+    provider = MeterProvider(
+        resource=resource, metric_readers=[PeriodicExportingMetricReader(exporter)]
+    )
+    metrics.set_meter_provider(provider)
     return provider
 
 

@@ -103,25 +103,31 @@ async def create_api_key(
     db: Database, tenant_id: uuid.UUID, *, role: str = "erp", name: str = ""
 ) -> tuple[NewApiKey, str]:
     """Create an API key; returns the key and the full token to hand over (shown once)."""
+    row, token = new_api_key_row(tenant_id, role=role, name=name)
+    async with db.write("apikey.create") as session:
+        if await session.get(Tenant, tenant_id) is None:
+            raise LookupError("tenant not found")
+        session.add(row)
+    secret = token.removeprefix(f"{KEY_PREFIX}_{row.key_id}_")
+    return NewApiKey(row.key_id, secret, tenant_id, role), token
+
+
+def new_api_key_row(tenant_id: uuid.UUID, *, role: str, name: str) -> tuple[ApiKey, str]:
+    """A new key's row (to add to a session) and the full token to hand over once."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {sorted(ROLES)}")
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    async with db.write("apikey.create") as session:
-        if await session.get(Tenant, tenant_id) is None:
-            raise LookupError("tenant not found")
-        session.add(
-            ApiKey(
-                id=uuid.uuid4(),
-                tenant_id=tenant_id,
-                key_id=key_id,
-                secret_sha256=_sha256(secret),
-                role=role,
-                name=name,
-                created_at=utcnow(),
-            )
-        )
-    return NewApiKey(key_id, secret, tenant_id, role), f"{KEY_PREFIX}_{key_id}_{secret}"
+    row = ApiKey(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        key_id=key_id,
+        secret_sha256=_sha256(secret),
+        role=role,
+        name=name,
+        created_at=utcnow(),
+    )
+    return row, f"{KEY_PREFIX}_{key_id}_{secret}"
 
 
 class ApiKeyVerifier:
@@ -131,6 +137,10 @@ class ApiKeyVerifier:
         self._db = db
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[str, Caller, float]] = {}
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key from the cache (after revocation), so this process refuses it at once."""
+        self._cache.pop(key_id, None)
 
     async def verify(self, token: str, now: float) -> Caller | None:
         """Return the caller for a valid, unrevoked key, else None."""

@@ -18,6 +18,9 @@ from pathlib import Path
 import grpc
 import pytest
 import sqlalchemy as sa
+from opentelemetry import metrics as otel_metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from clients.fbr_simulator import FbrSimulator, TokenGrant
 from fbrhub.v1 import invoice_service_pb2_grpc
@@ -29,6 +32,17 @@ from server.tenancy import create_api_key, create_tenant
 
 POSTGRES_URL = os.environ.get("FBRHUB_TEST_POSTGRES_URL", "")
 TABLES = ("result_events", "delivery_attempts", "invoices", "api_keys", "tenants")
+# Issue 4 tables (privacy, audit, accounts): emptied too between PostgreSQL tests.
+TABLES += (
+    "accounts",
+    "consent_events",
+    "support_messages",
+    "invoice_annotations",
+    "retention_holds",
+    "privacy_requests",
+    "audit_chain_heads",
+    "audit_events",
+)
 SELLER_NTN = "8885801"
 SELLER_TOKEN = "sandbox-token-8885801"
 OTHER_NTN = "7000006"
@@ -197,3 +211,67 @@ async def channel(hub: Hub) -> AsyncIterator[grpc.aio.Channel]:
 def invoices(channel: grpc.aio.Channel) -> invoice_service_pb2_grpc.InvoiceServiceStub:
     """An InvoiceService stub on the test channel."""
     return invoice_service_pb2_grpc.InvoiceServiceStub(channel)
+
+
+# --- Issue 4: roles, privacy, audit ------------------------------------------------------
+
+
+@dataclass
+class RoleKeys:
+    """One API key per role for a tenant, as call metadata."""
+
+    tenant_id: uuid.UUID
+    keys: dict[str, str]
+
+    def metadata(self, role: str) -> tuple[tuple[str, str]]:
+        """Call metadata carrying the key of ``role``."""
+        return (("authorization", f"Bearer {self.keys[role]}"),)
+
+
+async def make_role_keys(db: Database, tenant_id: uuid.UUID) -> RoleKeys:
+    """Create a key of every role for a tenant."""
+    keys = {}
+    for role in ("erp", "privacy_officer", "auditor", "admin"):
+        _, keys[role] = await create_api_key(db, tenant_id, role=role, name=f"test {role}")
+    return RoleKeys(tenant_id, keys)
+
+
+@pytest.fixture
+async def role_keys(db: Database, tenant: Tenant) -> RoleKeys:
+    """A key of every role for the main test tenant."""
+    return await make_role_keys(db, tenant.id)
+
+
+@pytest.fixture
+async def gov_hub(database_url: str, simulator: FbrSimulator) -> AsyncIterator[Hub]:
+    """A hub tuned for the privacy/audit tests: fast audit polling, cheap bcrypt."""
+    settings = hub_settings(
+        database_url,
+        simulator.base_url,
+        audit_poll_seconds=0.05,
+        audit_heartbeat_seconds=0.3,
+        password_bcrypt_rounds=4,
+        retention_sweeper_enabled=False,
+    )
+    running = await start_hub(settings, db=Database(database_url))
+    yield running
+    await running.stop(grace=1.0)
+
+
+@pytest.fixture
+async def gov_channel(gov_hub: Hub) -> AsyncIterator[grpc.aio.Channel]:
+    """A client channel to :func:`gov_hub`."""
+    async with grpc.aio.insecure_channel(gov_hub.address) as chan:
+        yield chan
+
+
+@pytest.fixture(scope="session")
+def metric_reader() -> InMemoryMetricReader:
+    """The process's meter provider, installed once, read in memory.
+
+    The hub's instruments come from the global (proxy) meter, and OpenTelemetry allows the
+    global provider to be set only once per process, so every test shares this reader.
+    """
+    reader = InMemoryMetricReader()
+    otel_metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return reader

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from clients.fbr import client as fbr_client_module
 from clients.fbr.client import FbrClient
 from clients.fbr.responses import (
     DeliveryOutcome,
@@ -293,14 +294,13 @@ def test_transport_errors(exc: BaseException, kind: OutcomeKind) -> None:
 # -- the client over httpx.MockTransport ----------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    # A private provider: the process-wide one belongs to the hub's telemetry setup.
     exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
+    provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(fbr_client_module, "_tracer", provider.get_tracer("test"))
     return exporter
 
 
@@ -388,7 +388,6 @@ async def test_transport_failures_become_outcomes() -> None:
 async def test_span_and_logs_carry_no_personal_data(
     spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    spans.clear()
     caplog.set_level(logging.DEBUG, logger="clients.fbr.client")
     async with mock_client(lambda request: httpx.Response(200, content=ITEM_REJECTION)) as client:
         await client.post_invoice(INVOICE, token=TOKEN, environment="sandbox", request_id="i-9")

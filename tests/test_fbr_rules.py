@@ -16,6 +16,7 @@ import pytest
 
 from clients.fbr import reference
 from clients.fbr.payload import NormalisedInvoice, from_fbr_json, to_fbr_json
+from clients.fbr.refdata import SnapshotReferenceData, load_seed, merge_snapshots
 from clients.fbr.rules import RULES, ValidationContext, Violation, validate_invoice
 from clients.fbr.samples import (
     SCENARIO_IDS,
@@ -141,10 +142,50 @@ class Case:
     over_the_wire: bool = True
     """False when the hub's JSON cannot carry the fault (it sends an empty number as 0)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    originals: dict[str, dt.date] = field(default_factory=dict)
+    """Accepted invoices (FBR number -> date) the case's debit note may cite."""
 
 
 PRODUCTION = ValidationContext(today=TODAY, environment="production", seller_ntn_cnic=SELLER)
 OTHER_OWNER = ValidationContext(today=TODAY, environment="sandbox", seller_ntn_cnic="7000007")
+# The seed with its partial lists marked whole: absence from them now refuses.
+COMPLETE_REFERENCE = SnapshotReferenceData(
+    merge_snapshots(
+        load_seed(),
+        {"complete": {"itemdesccode": True, "SroSchedule": True, "SROItem": True}},
+    )
+)
+COMPLETE = ValidationContext(
+    today=TODAY, environment="sandbox", seller_ntn_cnic=SELLER, reference_data=COMPLETE_REFERENCE
+)
+ONLY_SN002 = ValidationContext(
+    today=TODAY,
+    environment="sandbox",
+    seller_ntn_cnic=SELLER,
+    assigned_scenarios=frozenset({"SN002"}),
+)
+ORIGINAL = f"{SELLER}DI1747119701593"
+
+
+def with_originals(originals: dict[str, dt.date]) -> ValidationContext:
+    """CONTEXT whose debit-note lookup knows ``originals``."""
+    return ValidationContext(
+        today=TODAY, environment="sandbox", seller_ntn_cnic=SELLER, original_invoice=originals.get
+    )
+
+
+def note(**header: Any) -> NormalisedInvoice:
+    """A debit note citing ORIGINAL."""
+    return invoice(invoice_type="Debit Note", invoice_ref_no=ORIGINAL, **header)
+
+
+def debit_case(
+    name: str, original_date: dt.date | None, code: str, path: str, **header: Any
+) -> Case:
+    """A debit-note case whose seller has one accepted invoice of ``original_date``."""
+    originals = {ORIGINAL: original_date} if original_date else {}
+    return Case(name, note(**header), code, path, with_originals(originals), originals=originals)
+
 
 CASES: tuple[Case, ...] = (
     Case("seller id malformed", invoice(seller_ntn_cnic="88858"), "0108", "seller_ntn_cnic"),
@@ -175,6 +216,37 @@ CASES: tuple[Case, ...] = (
     Case("buyer city", invoice(buyer_province="Lahore"), "0074", "buyer_province"),
     Case("scenario unknown", invoice(scenario_id="SN029"), "0203", "scenario_id"),
     Case("scenario in production", invoice(scenario_id="SN001"), "0203", "scenario_id", PRODUCTION),
+    Case("scenario not assigned", invoice(scenario_id="SN001"), "0203", "scenario_id", ONLY_SN002),
+    debit_case("debit note original unknown", None, "0057", "invoice_ref_no"),
+    debit_case("debit note before original", dt.date(2025, 5, 11), "0029", "invoice_date"),
+    debit_case("debit note after 180 days", dt.date(2024, 11, 10), "0034", "invoice_date"),
+    Case(
+        "hs code not in itemdesccode",
+        invoice(line(hs_code="9999.9999")),
+        "0044",
+        "items[0].hs_code",
+        COMPLETE,
+    ),
+    Case(
+        "uom not allowed for the hs code",
+        invoice(line(hs_code="5904.9000")),
+        "0099",
+        "items[0].uom",
+    ),
+    Case(
+        "sro not in SroSchedule",
+        invoice(reduced(sro_schedule_no="NINTH SCHEDULE")),
+        "0077",
+        "items[0].sro_schedule_no",
+        COMPLETE,
+    ),
+    Case(
+        "sro serial not in SROItem",
+        invoice(reduced(sro_item_serial_no="999")),
+        "0078",
+        "items[0].sro_item_serial_no",
+        COMPLETE,
+    ),
     Case("no lines", invoice(items=[]), "0021", "items"),
     Case(
         "sale type lowercase",

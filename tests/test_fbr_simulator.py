@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -187,6 +188,12 @@ async def test_broken_invoices_get_the_same_code_from_the_simulator(
 ) -> None:
     token = TOKEN_FOR[case.context.seller_ntn_cnic, case.context.environment]
     path = POST if case.context.environment == "production" else POST_SB
+    # The simulator is told what the case's context knows: lists, originals, scenarios.
+    sim.reference_data = case.context.reference_data
+    for number, date in case.originals.items():
+        sim.remember_invoice(number, case.context.seller_ntn_cnic, date)
+    if case.context.assigned_scenarios is not None:
+        sim.tokens[token] = replace(sim.tokens[token], scenarios=case.context.assigned_scenarios)
     status, _, text = await post(http, sim, to_fbr_json(case.invoice), path=path, token=token)
     assert status == 200
     answer = orjson.loads(text)

@@ -18,7 +18,7 @@ import http.cookiejar
 import logging
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Final
@@ -30,6 +30,7 @@ from httpx_aiohttp import AiohttpTransport
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from clients.fbr.pos.responses import classify_pos_response
 from clients.fbr.responses import (
     DeliveryOutcome,
     OutcomeKind,
@@ -37,9 +38,10 @@ from clients.fbr.responses import (
     classify_transport_error,
 )
 
-__all__ = ["DI_PATHS", "FbrClient"]
+__all__ = ["DI_PATHS", "POS_URLS", "FbrClient"]
 
 _log = logging.getLogger(__name__)
+_Classifier = Callable[[int, Mapping[str, str], bytes, bool], DeliveryOutcome]
 _tracer = trace.get_tracer(__name__)
 
 # research/fbr-api.md §1.2: post and validate have separate sandbox (``_sb``) paths.
@@ -48,6 +50,16 @@ DI_PATHS: Final[Mapping[tuple[str, str], str]] = {
     ("post", "production"): "/di_data/v1/di/postinvoicedata",
     ("validate", "sandbox"): "/di_data/v1/di/validateinvoicedata_sb",
     ("validate", "production"): "/di_data/v1/di/validateinvoicedata",
+}
+
+# research/fbr-api.md §2.1: the IMS cloud endpoints live on two different hosts.
+POS_PATHS: Final[Mapping[str, str]] = {
+    "sandbox": "/FBR/v1/api/Live/PostData",
+    "production": "/imsp/v1/api/Live/PostData",
+}
+POS_URLS: Final[Mapping[str, str]] = {
+    "sandbox": "https://esp.fbr.gov.pk:8244" + POS_PATHS["sandbox"],
+    "production": "https://gw.fbr.gov.pk" + POS_PATHS["production"],
 }
 
 # FBR replies are a few hundred bytes; a cap keeps a misbehaving gateway from filling memory.
@@ -91,6 +103,8 @@ class FbrClient:
             path of a CA bundle file (or of a directory prepared with ``openssl rehash``).
             ``False`` is refused: TLS verification toward FBR is always on.
         transport: an httpx transport to use instead of the aiohttp-backed default.
+        pos_base_url: root for the IMS (POS) paths in both environments, e.g. the
+            simulator's URL; None for FBR's own hosts (``POS_URLS``).
 
     Timeouts: waiting for a free pooled connection is bounded by ``connect + read``, and
     the whole call by the sum of every phase, which also bounds a server that trickles its
@@ -107,6 +121,7 @@ class FbrClient:
         max_connections: int = 64,
         verify: bool | str = True,
         transport: httpx.AsyncBaseTransport | None = None,
+        pos_base_url: str | None = None,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
@@ -130,6 +145,10 @@ class FbrClient:
         # and cookie handling cost about a third of the client's CPU per call (bench/).
         root = base_url.rstrip("/")
         self._urls = {key: httpx.URL(root + path) for key, path in DI_PATHS.items()}
+        for environment, url in POS_URLS.items():
+            if pos_base_url is not None:
+                url = pos_base_url.rstrip("/") + POS_PATHS[environment]
+            self._urls["pos", environment] = httpx.URL(url)
         self._timeouts = {"timeout": timeout.as_dict()}
 
     @property
@@ -167,6 +186,26 @@ class FbrClient:
         RETRYABLE here. Arguments and errors are those of :meth:`post_invoice`.
         """
         return await self._call("validate", body, token, environment, request_id)
+
+    async def post_pos_invoice(
+        self, body: Mapping[str, Any], *, token: str, environment: str, request_id: str = ""
+    ) -> DeliveryOutcome:
+        """Post one IMS (POS) invoice to ``Live/PostData`` (FBR issues a fiscal number).
+
+        Args:
+            body: the IMS request body (``clients.fbr.pos.payload.to_ims_json``).
+            token: the POS channel's bearer token for ``environment``.
+            environment: ``"sandbox"`` or ``"production"``.
+            request_id: the hub's invoice id, sent as ``X-Hub-Invoice-Id``.
+
+        Returns:
+            The classified outcome (:func:`clients.fbr.pos.responses.classify_pos_response`);
+            ACCEPTED carries the fiscal number.
+
+        Raises:
+            ValueError: ``environment`` is unknown.
+        """
+        return await self._call("pos", body, token, environment, request_id)
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
@@ -216,7 +255,8 @@ class FbrClient:
             set_status_on_exception=False,
         ) as span:
             try:
-                outcome = await self._exchange(request, validate_only)
+                classify = _classify_pos if operation == "pos" else _classify_di
+                outcome = await self._exchange(request, validate_only, classify)
             except BaseException as exc:
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise
@@ -241,7 +281,9 @@ class FbrClient:
         )
         return outcome
 
-    async def _exchange(self, request: httpx.Request, validate_only: bool) -> DeliveryOutcome:
+    async def _exchange(
+        self, request: httpx.Request, validate_only: bool, classify: _Classifier
+    ) -> DeliveryOutcome:
         response: httpx.Response | None = None
         try:
             async with asyncio.timeout(self._deadline):
@@ -253,15 +295,24 @@ class FbrClient:
         except _TRANSPORT_ERRORS as exc:
             if response is not None and 400 <= response.status_code < 500:
                 # A 4xx is a refusal whatever its body: judge it on the status alone.
-                return classify_response(
-                    response.status_code, response.headers, b"", validate_only=validate_only
-                )
+                return classify(response.status_code, response.headers, b"", validate_only)
             outcome = classify_transport_error(exc, request_sent=True, validate_only=validate_only)
             status = response.status_code if response is not None else None
             return replace(outcome, http_status=status)
-        return classify_response(
-            response.status_code, response.headers, body, validate_only=validate_only
-        )
+        return classify(response.status_code, response.headers, body, validate_only)
+
+
+def _classify_di(
+    status: int, headers: Mapping[str, str], body: bytes, validate_only: bool
+) -> DeliveryOutcome:
+    return classify_response(status, headers, body, validate_only=validate_only)
+
+
+def _classify_pos(
+    status: int, headers: Mapping[str, str], body: bytes, validate_only: bool
+) -> DeliveryOutcome:
+    del validate_only  # the POS channel has no dry run
+    return classify_pos_response(status, headers, body)
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

@@ -233,6 +233,12 @@ def _fault(document: Any) -> _Fault | None:
     )
 
 
+def gateway_fault(document: Any) -> tuple[str, str] | None:
+    """(code, message) of a WSO2 fault envelope in a parsed body, or None (shared with POS)."""
+    fault = _fault(document)
+    return None if fault is None else (fault.code, fault.message or fault.description)
+
+
 def _fault_proves_unsent(fault: _Fault) -> bool:
     """True when the gateway answered without calling FBR (see the module table)."""
     if not (fault.code.isascii() and fault.code.isdigit()):

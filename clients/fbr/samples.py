@@ -167,6 +167,12 @@ _SCENARIOS: dict[str, _Scenario] = {
 
 SCENARIO_IDS: tuple[str, ...] = tuple(_SCENARIOS)
 
+
+def scenario_profiles() -> Mapping[str, _Scenario]:
+    """Rate, unit, SRO fields, buyer type and products of each scenario (for the seed)."""
+    return _SCENARIOS
+
+
 _BUYERS = (
     ("Al-Noor Traders", "PUNJAB", "Shop 14, Shah Alam Market, Lahore"),
     ("Indus Home Appliances", "SINDH", "Plot B-22, SITE Area, Karachi"),

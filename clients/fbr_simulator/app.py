@@ -10,6 +10,13 @@ Every issued number is recorded, keyed by the request header ``X-Hub-Invoice-Id`
 present, else by a SHA-256 fingerprint of the canonical JSON body, so tests can prove the
 hub never obtained two fiscal numbers for one invoice (:meth:`FbrSimulator.duplicates`).
 
+Sandbox scenarios: each token's grant names the scenarios assigned to its seller (default: all
+28); another scenario draws 0203, as FBR does (the rule table checks ``assigned_scenarios``).
+Debit notes: every accepted invoice is remembered with its ``invoiceDate``, so a note's
+``invoiceRefNo`` must name one of the seller's (0057), dated on or before it (0029) and at
+most 180 days earlier (0034). :meth:`FbrSimulator.remember_invoice` seeds originals for tests.
+The reference-data endpoints (``refdata``) and the IMS POS endpoints (``pos``) are served too.
+
 Faults: a fixed ``latency`` before every answer, a seeded ``error_rate`` of WSO2 503 faults
 (answered before any processing) and a FIFO of scripted :class:`Fault` s, one per request,
 which take precedence over the random ones. Invalid JSON, or a body that is not a JSON
@@ -30,9 +37,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from clients.fbr.payload import from_fbr_json
+from clients.fbr.payload import INVOICE_TYPE_SALE, from_fbr_json
+from clients.fbr.refdata.snapshot import ReferenceData, SnapshotReferenceData, load_seed
 from clients.fbr.rules import ValidationContext, validate_invoice
-from clients.fbr_simulator import faults, protocol
+from clients.fbr_simulator import faults, pos, protocol, refdata
 from clients.fbr_simulator.faults import Fault
 
 # Pakistan has kept UTC+5 without daylight saving since 2009; a fixed offset needs no tzdata.
@@ -54,6 +62,8 @@ class TokenGrant:
     seller_ntn_cnic: str
     environment: str = "sandbox"
     """``"sandbox"`` or ``"production"``."""
+    scenarios: frozenset[str] | None = None
+    """Sandbox scenarios assigned to the seller; None: all of SN001-SN028."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +109,7 @@ class FbrSimulator:
         seed: int = 0,
         clock: Callable[[], datetime.datetime] | None = None,
         hang_seconds: float = 3600.0,
+        reference_snapshot: Mapping[str, Any] | None = None,
     ) -> None:
         """Configure the simulator; nothing listens until :meth:`start`.
 
@@ -110,6 +121,7 @@ class FbrSimulator:
             clock: the current time (aware; naive means UTC), for ``dated``, numbers and
                 the future-date rule.
             hang_seconds: how long :attr:`Fault.ACCEPT_THEN_HANG` withholds the answer.
+            reference_snapshot: the reference lists served and judged by (default: the seed).
         """
         self.tokens = dict(tokens)
         self.latency = latency
@@ -125,6 +137,12 @@ class FbrSimulator:
         self._scripted: deque[Fault] = deque()
         self._issued_per_key: Counter[str] = Counter()
         self._last_millis = 0
+        self.reference_snapshot: Mapping[str, Any] = reference_snapshot or load_seed()
+        self.reference_data: ReferenceData = SnapshotReferenceData(self.reference_snapshot)
+        """What the rules judge by; tests may replace it (e.g. with complete lists)."""
+        self._originals: dict[str, tuple[str, datetime.date]] = {}
+        self.pos = pos.PosEndpoints(self)
+        """The IMS POS channel: its issued numbers and per-USIN counts."""
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
         self.base_url = ""
@@ -137,6 +155,22 @@ class FbrSimulator:
         """How many numbers were issued under ``key`` (invoice id header or fingerprint)."""
         return self._issued_per_key[key]
 
+    def now(self) -> datetime.datetime:
+        """The simulator's clock, always aware (naive readings are UTC)."""
+        now = self._clock()
+        return now if now.tzinfo is not None else now.replace(tzinfo=datetime.UTC)
+
+    def remember_invoice(
+        self, invoice_number: str, seller_ntn_cnic: str, invoice_date: datetime.date
+    ) -> None:
+        """Record an accepted sale invoice, as a debit note's possible original."""
+        self._originals[invoice_number] = (seller_ntn_cnic, invoice_date)
+
+    def original_date(self, seller_ntn_cnic: str, invoice_number: str) -> datetime.date | None:
+        """The date of the seller's accepted invoice ``invoice_number``; None if unknown."""
+        found = self._originals.get(invoice_number)
+        return found[1] if found is not None and found[0] == seller_ntn_cnic else None
+
     def duplicates(self) -> dict[str, int]:
         """Keys under which more than one number was issued, with their counts."""
         return {key: count for key, count in self._issued_per_key.items() if count > 1}
@@ -146,6 +180,8 @@ class FbrSimulator:
         app = web.Application()
         for path in ENDPOINTS:
             app.router.add_post(path, self._handle)
+        refdata.add_routes(app, self)
+        self.pos.add_routes(app)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -199,6 +235,10 @@ class FbrSimulator:
         self.stats[endpoint, outcome] += 1
         return await self._deliver(request, answer, fault)
 
+    def next_fault(self) -> Fault | None:
+        """The fault for the next request (scripted first, then random), if any."""
+        return self._next_fault()
+
     def _next_fault(self) -> Fault | None:
         if self._scripted:
             return self._scripted.popleft()
@@ -206,14 +246,22 @@ class FbrSimulator:
             return Fault.GATEWAY_5XX
         return None
 
-    def _authenticate(self, request: web.Request, environment: str) -> TokenGrant | web.Response:
+    def authenticate(
+        self, request: web.Request, environment: str | None
+    ) -> TokenGrant | web.Response:
+        """The token's grant, or WSO2's 401; ``environment`` None accepts either."""
+        return self._authenticate(request, environment)
+
+    def _authenticate(
+        self, request: web.Request, environment: str | None
+    ) -> TokenGrant | web.Response:
         """The token's grant, or WSO2's 401 (also for a token of the other environment)."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return faults.missing_credentials()
         grant = self.tokens.get(token)
-        if grant is None or grant.environment != environment:
+        if grant is None or (environment is not None and grant.environment != environment):
             return faults.invalid_credentials()
         return grant
 
@@ -228,10 +276,14 @@ class FbrSimulator:
         numbered: bool,
     ) -> tuple[dict[str, Any], str]:
         invoice = from_fbr_json(payload)
+        seller = grant.seller_ntn_cnic
         context = ValidationContext(
             today=pakistan_now.date(),
             environment=grant.environment,
-            seller_ntn_cnic=grant.seller_ntn_cnic,
+            seller_ntn_cnic=seller,
+            reference_data=self.reference_data,
+            original_invoice=lambda number: self.original_date(seller, number),
+            assigned_scenarios=grant.scenarios,
         )
         violations = protocol.wire_violations(payload) + validate_invoice(invoice, context)
         header = protocol.header_error(violations)
@@ -242,6 +294,9 @@ class FbrSimulator:
             body = protocol.line_verdict(dated, line_count, violations, None, numbered=numbered)
             return body, "rejected" if violations else "valid"
         number = self._issue(request, payload, grant, now, dated)
+        invoice_date = protocol.iso_date(invoice["invoice_date"])
+        if invoice["invoice_type"] == INVOICE_TYPE_SALE and invoice_date is not None:
+            self.remember_invoice(number, grant.seller_ntn_cnic, invoice_date)
         return protocol.line_verdict(dated, line_count, (), number, numbered=True), "accepted"
 
     def _issue(

@@ -16,6 +16,7 @@ Like FBR, one code is reported per header or line: the first violation in rule-t
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,6 +63,14 @@ def wire_violations(body: dict[str, Any]) -> list[Violation]:
 def _not_a_number(index: int, field: str, key: str) -> Violation:
     message = f"Provide a valid decimal value in {key}: a JSON number, not text, null or empty."
     return Violation(f"items[{index}].{field}", "0300", message)
+
+
+def iso_date(text: str) -> datetime.date | None:
+    """A ``YYYY-MM-DD`` date, or None."""
+    try:
+        return datetime.date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        return None
 
 
 def _line_index(path: str) -> int | None:

@@ -22,39 +22,44 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x62rhub/v1/invoice.proto\x12\tfbrhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xdf\x02\n\x07Invoice\x12\x15\n\rerp_reference\x18\x01 \x01(\t\x12,\n\x0cinvoice_type\x18\x02 \x01(\x0e\x32\x16.fbrhub.v1.InvoiceType\x12\x14\n\x0cinvoice_date\x18\x03 \x01(\t\x12\x16\n\x0e\x62uyer_ntn_cnic\x18\x04 \x01(\t\x12\x1b\n\x13\x62uyer_business_name\x18\x05 \x01(\t\x12\x16\n\x0e\x62uyer_province\x18\x06 \x01(\t\x12\x15\n\rbuyer_address\x18\x07 \x01(\t\x12\x41\n\x17\x62uyer_registration_type\x18\x08 \x01(\x0e\x32 .fbrhub.v1.BuyerRegistrationType\x12\x16\n\x0einvoice_ref_no\x18\t \x01(\t\x12\x13\n\x0bscenario_id\x18\n \x01(\t\x12%\n\x05items\x18\x0b \x03(\x0b\x32\x16.fbrhub.v1.InvoiceItem\"\xa9\x03\n\x0bInvoiceItem\x12\x0f\n\x07hs_code\x18\x01 \x01(\t\x12\x1b\n\x13product_description\x18\x02 \x01(\t\x12\x0c\n\x04rate\x18\x03 \x01(\t\x12\x0b\n\x03uom\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\t\x12\x14\n\x0ctotal_values\x18\x06 \x01(\t\x12 \n\x18value_sales_excluding_st\x18\x07 \x01(\t\x12,\n$fixed_notified_value_or_retail_price\x18\x08 \x01(\t\x12\x1c\n\x14sales_tax_applicable\x18\t \x01(\t\x12$\n\x1csales_tax_withheld_at_source\x18\n \x01(\t\x12\x11\n\textra_tax\x18\x0b \x01(\t\x12\x13\n\x0b\x66urther_tax\x18\x0c \x01(\t\x12\x17\n\x0fsro_schedule_no\x18\r \x01(\t\x12\x13\n\x0b\x66\x65\x64_payable\x18\x0e \x01(\t\x12\x10\n\x08\x64iscount\x18\x0f \x01(\t\x12\x11\n\tsale_type\x18\x10 \x01(\t\x12\x1a\n\x12sro_item_serial_no\x18\x11 \x01(\t\"\xc2\x03\n\rInvoiceRecord\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\x12\x15\n\rerp_reference\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.fbrhub.v1.InvoiceState\x12#\n\x07invoice\x18\x04 \x01(\x0b\x32\x12.fbrhub.v1.Invoice\x12\x1a\n\x12\x66\x62r_invoice_number\x18\x05 \x01(\t\x12\x11\n\tfbr_dated\x18\x06 \x01(\t\x12/\n\ritem_statuses\x18\x07 \x03(\x0b\x32\x18.fbrhub.v1.FbrItemStatus\x12,\n\x08\x61ttempts\x18\x08 \x03(\x0b\x32\x1a.fbrhub.v1.DeliveryAttempt\x12!\n\x05\x65rror\x18\t \x01(\x0b\x32\x12.google.rpc.Status\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07\x63hannel\x18\x0c \x01(\x0e\x32\x15.fbrhub.v1.FbrChannel\"}\n\rFbrItemStatus\x12\x10\n\x08item_sno\x18\x01 \x01(\x05\x12\x13\n\x0bstatus_code\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x12\n\ninvoice_no\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xe8\x01\n\x0f\x44\x65liveryAttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07outcome\x18\x04 \x01(\x0e\x32\x19.fbrhub.v1.AttemptOutcome\x12\x13\n\x0bhttp_status\x18\x05 \x01(\x05\x12\x16\n\x0e\x66\x62r_error_code\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"\x87\x02\n\x0bResultEvent\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\x12\x15\n\rerp_reference\x18\x02 \x01(\t\x12#\n\x04kind\x18\x03 \x01(\x0e\x32\x15.fbrhub.v1.ResultKind\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.fbrhub.v1.InvoiceState\x12\x1a\n\x12\x66\x62r_invoice_number\x18\x05 \x01(\t\x12\x11\n\tfbr_dated\x18\x06 \x01(\t\x12!\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x12.google.rpc.Status\x12.\n\nevent_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*g\n\x0bInvoiceType\x12\x1c\n\x18INVOICE_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19INVOICE_TYPE_SALE_INVOICE\x10\x01\x12\x1b\n\x17INVOICE_TYPE_DEBIT_NOTE\x10\x02*\x92\x01\n\x15\x42uyerRegistrationType\x12\'\n#BUYER_REGISTRATION_TYPE_UNSPECIFIED\x10\x00\x12&\n\"BUYER_REGISTRATION_TYPE_REGISTERED\x10\x01\x12(\n$BUYER_REGISTRATION_TYPE_UNREGISTERED\x10\x02*\x97\x02\n\x0cInvoiceState\x12\x1d\n\x19INVOICE_STATE_UNSPECIFIED\x10\x00\x12 \n\x1cINVOICE_STATE_REJECTED_LOCAL\x10\x01\x12\x18\n\x14INVOICE_STATE_QUEUED\x10\x02\x12\x19\n\x15INVOICE_STATE_SENDING\x10\x03\x12\x1c\n\x18INVOICE_STATE_RETRY_WAIT\x10\x04\x12\x1a\n\x16INVOICE_STATE_ACCEPTED\x10\x05\x12\x1e\n\x1aINVOICE_STATE_REJECTED_FBR\x10\x06\x12\x1a\n\x16INVOICE_STATE_IN_DOUBT\x10\x07\x12\x1b\n\x17INVOICE_STATE_CANCELLED\x10\x08*L\n\nFbrChannel\x12\x1b\n\x17\x46\x42R_CHANNEL_UNSPECIFIED\x10\x00\x12!\n\x1d\x46\x42R_CHANNEL_DIGITAL_INVOICING\x10\x01*\xaa\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41TTEMPT_OUTCOME_ACCEPTED\x10\x01\x12\x1c\n\x18\x41TTEMPT_OUTCOME_REJECTED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_RETRYABLE\x10\x03\x12\x1c\n\x18\x41TTEMPT_OUTCOME_IN_DOUBT\x10\x04*w\n\nResultKind\x12\x1b\n\x17RESULT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14RESULT_KIND_ACCEPTED\x10\x01\x12\x18\n\x14RESULT_KIND_REJECTED\x10\x02\x12\x18\n\x14RESULT_KIND_IN_DOUBT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x62rhub/v1/invoice.proto\x12\tfbrhub.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xdf\x02\n\x07Invoice\x12\x15\n\rerp_reference\x18\x01 \x01(\t\x12,\n\x0cinvoice_type\x18\x02 \x01(\x0e\x32\x16.fbrhub.v1.InvoiceType\x12\x14\n\x0cinvoice_date\x18\x03 \x01(\t\x12\x16\n\x0e\x62uyer_ntn_cnic\x18\x04 \x01(\t\x12\x1b\n\x13\x62uyer_business_name\x18\x05 \x01(\t\x12\x16\n\x0e\x62uyer_province\x18\x06 \x01(\t\x12\x15\n\rbuyer_address\x18\x07 \x01(\t\x12\x41\n\x17\x62uyer_registration_type\x18\x08 \x01(\x0e\x32 .fbrhub.v1.BuyerRegistrationType\x12\x16\n\x0einvoice_ref_no\x18\t \x01(\t\x12\x13\n\x0bscenario_id\x18\n \x01(\t\x12%\n\x05items\x18\x0b \x03(\x0b\x32\x16.fbrhub.v1.InvoiceItem\"\xa9\x03\n\x0bInvoiceItem\x12\x0f\n\x07hs_code\x18\x01 \x01(\t\x12\x1b\n\x13product_description\x18\x02 \x01(\t\x12\x0c\n\x04rate\x18\x03 \x01(\t\x12\x0b\n\x03uom\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\t\x12\x14\n\x0ctotal_values\x18\x06 \x01(\t\x12 \n\x18value_sales_excluding_st\x18\x07 \x01(\t\x12,\n$fixed_notified_value_or_retail_price\x18\x08 \x01(\t\x12\x1c\n\x14sales_tax_applicable\x18\t \x01(\t\x12$\n\x1csales_tax_withheld_at_source\x18\n \x01(\t\x12\x11\n\textra_tax\x18\x0b \x01(\t\x12\x13\n\x0b\x66urther_tax\x18\x0c \x01(\t\x12\x17\n\x0fsro_schedule_no\x18\r \x01(\t\x12\x13\n\x0b\x66\x65\x64_payable\x18\x0e \x01(\t\x12\x10\n\x08\x64iscount\x18\x0f \x01(\t\x12\x11\n\tsale_type\x18\x10 \x01(\t\x12\x1a\n\x12sro_item_serial_no\x18\x11 \x01(\t\"\xc2\x03\n\rInvoiceRecord\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\x12\x15\n\rerp_reference\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.fbrhub.v1.InvoiceState\x12#\n\x07invoice\x18\x04 \x01(\x0b\x32\x12.fbrhub.v1.Invoice\x12\x1a\n\x12\x66\x62r_invoice_number\x18\x05 \x01(\t\x12\x11\n\tfbr_dated\x18\x06 \x01(\t\x12/\n\ritem_statuses\x18\x07 \x03(\x0b\x32\x18.fbrhub.v1.FbrItemStatus\x12,\n\x08\x61ttempts\x18\x08 \x03(\x0b\x32\x1a.fbrhub.v1.DeliveryAttempt\x12!\n\x05\x65rror\x18\t \x01(\x0b\x32\x12.google.rpc.Status\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07\x63hannel\x18\x0c \x01(\x0e\x32\x15.fbrhub.v1.FbrChannel\"}\n\rFbrItemStatus\x12\x10\n\x08item_sno\x18\x01 \x01(\x05\x12\x13\n\x0bstatus_code\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x12\n\ninvoice_no\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xe8\x01\n\x0f\x44\x65liveryAttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07outcome\x18\x04 \x01(\x0e\x32\x19.fbrhub.v1.AttemptOutcome\x12\x13\n\x0bhttp_status\x18\x05 \x01(\x05\x12\x16\n\x0e\x66\x62r_error_code\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"\xab\x02\n\x0bResultEvent\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\x12\x15\n\rerp_reference\x18\x02 \x01(\t\x12#\n\x04kind\x18\x03 \x01(\x0e\x32\x15.fbrhub.v1.ResultKind\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.fbrhub.v1.InvoiceState\x12\x1a\n\x12\x66\x62r_invoice_number\x18\x05 \x01(\t\x12\x11\n\tfbr_dated\x18\x06 \x01(\t\x12!\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x12.google.rpc.Status\x12.\n\nevent_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x05\x61lert\x18\t \x01(\x0b\x32\x13.fbrhub.v1.HubAlert\"\x96\x01\n\x08HubAlert\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.fbrhub.v1.AlertKind\x12\x15\n\rinvoice_count\x18\x02 \x01(\x03\x12-\n\noldest_age\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t*g\n\x0bInvoiceType\x12\x1c\n\x18INVOICE_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19INVOICE_TYPE_SALE_INVOICE\x10\x01\x12\x1b\n\x17INVOICE_TYPE_DEBIT_NOTE\x10\x02*\x92\x01\n\x15\x42uyerRegistrationType\x12\'\n#BUYER_REGISTRATION_TYPE_UNSPECIFIED\x10\x00\x12&\n\"BUYER_REGISTRATION_TYPE_REGISTERED\x10\x01\x12(\n$BUYER_REGISTRATION_TYPE_UNREGISTERED\x10\x02*\x97\x02\n\x0cInvoiceState\x12\x1d\n\x19INVOICE_STATE_UNSPECIFIED\x10\x00\x12 \n\x1cINVOICE_STATE_REJECTED_LOCAL\x10\x01\x12\x18\n\x14INVOICE_STATE_QUEUED\x10\x02\x12\x19\n\x15INVOICE_STATE_SENDING\x10\x03\x12\x1c\n\x18INVOICE_STATE_RETRY_WAIT\x10\x04\x12\x1a\n\x16INVOICE_STATE_ACCEPTED\x10\x05\x12\x1e\n\x1aINVOICE_STATE_REJECTED_FBR\x10\x06\x12\x1a\n\x16INVOICE_STATE_IN_DOUBT\x10\x07\x12\x1b\n\x17INVOICE_STATE_CANCELLED\x10\x08*L\n\nFbrChannel\x12\x1b\n\x17\x46\x42R_CHANNEL_UNSPECIFIED\x10\x00\x12!\n\x1d\x46\x42R_CHANNEL_DIGITAL_INVOICING\x10\x01*\xd1\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41TTEMPT_OUTCOME_ACCEPTED\x10\x01\x12\x1c\n\x18\x41TTEMPT_OUTCOME_REJECTED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_RETRYABLE\x10\x03\x12\x1c\n\x18\x41TTEMPT_OUTCOME_IN_DOUBT\x10\x04\x12%\n!ATTEMPT_OUTCOME_OPERATOR_DECISION\x10\x05*\xac\x01\n\tAlertKind\x12\x1a\n\x16\x41LERT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41LERT_KIND_STUCK_INVOICES\x10\x01\x12 \n\x1c\x41LERT_KIND_IN_DOUBT_INVOICES\x10\x02\x12\x1f\n\x1b\x41LERT_KIND_FBR_CIRCUIT_OPEN\x10\x03\x12!\n\x1d\x41LERT_KIND_FBR_CIRCUIT_CLOSED\x10\x04*\xc9\x01\n\nResultKind\x12\x1b\n\x17RESULT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14RESULT_KIND_ACCEPTED\x10\x01\x12\x18\n\x14RESULT_KIND_REJECTED\x10\x02\x12\x18\n\x14RESULT_KIND_IN_DOUBT\x10\x03\x12\x1f\n\x1bRESULT_KIND_RESOLVED_ISSUED\x10\x04\x12\x18\n\x14RESULT_KIND_REQUEUED\x10\x05\x12\x15\n\x11RESULT_KIND_ALERT\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fbrhub.v1.invoice_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INVOICETYPE']._serialized_start=1959
-  _globals['_INVOICETYPE']._serialized_end=2062
-  _globals['_BUYERREGISTRATIONTYPE']._serialized_start=2065
-  _globals['_BUYERREGISTRATIONTYPE']._serialized_end=2211
-  _globals['_INVOICESTATE']._serialized_start=2214
-  _globals['_INVOICESTATE']._serialized_end=2493
-  _globals['_FBRCHANNEL']._serialized_start=2495
-  _globals['_FBRCHANNEL']._serialized_end=2571
-  _globals['_ATTEMPTOUTCOME']._serialized_start=2574
-  _globals['_ATTEMPTOUTCOME']._serialized_end=2744
-  _globals['_RESULTKIND']._serialized_start=2746
-  _globals['_RESULTKIND']._serialized_end=2865
-  _globals['_INVOICE']._serialized_start=97
-  _globals['_INVOICE']._serialized_end=448
-  _globals['_INVOICEITEM']._serialized_start=451
-  _globals['_INVOICEITEM']._serialized_end=876
-  _globals['_INVOICERECORD']._serialized_start=879
-  _globals['_INVOICERECORD']._serialized_end=1329
-  _globals['_FBRITEMSTATUS']._serialized_start=1331
-  _globals['_FBRITEMSTATUS']._serialized_end=1456
-  _globals['_DELIVERYATTEMPT']._serialized_start=1459
-  _globals['_DELIVERYATTEMPT']._serialized_end=1691
-  _globals['_RESULTEVENT']._serialized_start=1694
-  _globals['_RESULTEVENT']._serialized_end=1957
+  _globals['_INVOICETYPE']._serialized_start=2180
+  _globals['_INVOICETYPE']._serialized_end=2283
+  _globals['_BUYERREGISTRATIONTYPE']._serialized_start=2286
+  _globals['_BUYERREGISTRATIONTYPE']._serialized_end=2432
+  _globals['_INVOICESTATE']._serialized_start=2435
+  _globals['_INVOICESTATE']._serialized_end=2714
+  _globals['_FBRCHANNEL']._serialized_start=2716
+  _globals['_FBRCHANNEL']._serialized_end=2792
+  _globals['_ATTEMPTOUTCOME']._serialized_start=2795
+  _globals['_ATTEMPTOUTCOME']._serialized_end=3004
+  _globals['_ALERTKIND']._serialized_start=3007
+  _globals['_ALERTKIND']._serialized_end=3179
+  _globals['_RESULTKIND']._serialized_start=3182
+  _globals['_RESULTKIND']._serialized_end=3383
+  _globals['_INVOICE']._serialized_start=129
+  _globals['_INVOICE']._serialized_end=480
+  _globals['_INVOICEITEM']._serialized_start=483
+  _globals['_INVOICEITEM']._serialized_end=908
+  _globals['_INVOICERECORD']._serialized_start=911
+  _globals['_INVOICERECORD']._serialized_end=1361
+  _globals['_FBRITEMSTATUS']._serialized_start=1363
+  _globals['_FBRITEMSTATUS']._serialized_end=1488
+  _globals['_DELIVERYATTEMPT']._serialized_start=1491
+  _globals['_DELIVERYATTEMPT']._serialized_end=1723
+  _globals['_RESULTEVENT']._serialized_start=1726
+  _globals['_RESULTEVENT']._serialized_end=2025
+  _globals['_HUBALERT']._serialized_start=2028
+  _globals['_HUBALERT']._serialized_end=2178
 # @@protoc_insertion_point(module_scope)

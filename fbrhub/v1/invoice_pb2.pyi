@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -165,6 +166,10 @@ class _AttemptOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Attemp
     """Failed before FBR saw the request (connection refused, 429, gateway fault); retried."""
     ATTEMPT_OUTCOME_IN_DOUBT: _AttemptOutcome.ValueType  # 4
     """Outcome unknown (timeout after sending, broken response): the invoice is in doubt."""
+    ATTEMPT_OUTCOME_OPERATOR_DECISION: _AttemptOutcome.ValueType  # 5
+    """Not an attempt but an operator's decision (ResolveInvoice / RetryInvoice), kept in the
+    same history so that every decision about the invoice is in one place.
+    """
 
 class AttemptOutcome(_AttemptOutcome, metaclass=_AttemptOutcomeEnumTypeWrapper):
     """The outcome of one delivery attempt."""
@@ -179,7 +184,43 @@ ATTEMPT_OUTCOME_RETRYABLE: AttemptOutcome.ValueType  # 3
 """Failed before FBR saw the request (connection refused, 429, gateway fault); retried."""
 ATTEMPT_OUTCOME_IN_DOUBT: AttemptOutcome.ValueType  # 4
 """Outcome unknown (timeout after sending, broken response): the invoice is in doubt."""
+ATTEMPT_OUTCOME_OPERATOR_DECISION: AttemptOutcome.ValueType  # 5
+"""Not an attempt but an operator's decision (ResolveInvoice / RetryInvoice), kept in the
+same history so that every decision about the invoice is in one place.
+"""
 Global___AttemptOutcome: _TypeAlias = AttemptOutcome  # noqa: Y015
+
+class _AlertKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AlertKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALERT_KIND_UNSPECIFIED: _AlertKind.ValueType  # 0
+    """Never used."""
+    ALERT_KIND_STUCK_INVOICES: _AlertKind.ValueType  # 1
+    """Invoices older than the configured age are still not in a final state."""
+    ALERT_KIND_IN_DOUBT_INVOICES: _AlertKind.ValueType  # 2
+    """Invoices are IN_DOUBT and need an operator (ResolveInvoice)."""
+    ALERT_KIND_FBR_CIRCUIT_OPEN: _AlertKind.ValueType  # 3
+    """FBR is failing: the circuit for an endpoint opened; only probes are sent."""
+    ALERT_KIND_FBR_CIRCUIT_CLOSED: _AlertKind.ValueType  # 4
+    """FBR recovered: the circuit closed; delivery resumed."""
+
+class AlertKind(_AlertKind, metaclass=_AlertKindEnumTypeWrapper):
+    """Kinds of alert."""
+
+ALERT_KIND_UNSPECIFIED: AlertKind.ValueType  # 0
+"""Never used."""
+ALERT_KIND_STUCK_INVOICES: AlertKind.ValueType  # 1
+"""Invoices older than the configured age are still not in a final state."""
+ALERT_KIND_IN_DOUBT_INVOICES: AlertKind.ValueType  # 2
+"""Invoices are IN_DOUBT and need an operator (ResolveInvoice)."""
+ALERT_KIND_FBR_CIRCUIT_OPEN: AlertKind.ValueType  # 3
+"""FBR is failing: the circuit for an endpoint opened; only probes are sent."""
+ALERT_KIND_FBR_CIRCUIT_CLOSED: AlertKind.ValueType  # 4
+"""FBR recovered: the circuit closed; delivery resumed."""
+Global___AlertKind: _TypeAlias = AlertKind  # noqa: Y015
 
 class _ResultKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -195,6 +236,14 @@ class _ResultKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResultKind
     """FBR rejected the invoice."""
     RESULT_KIND_IN_DOUBT: _ResultKind.ValueType  # 3
     """The outcome of an attempt is unknown; the invoice needs an operator."""
+    RESULT_KIND_RESOLVED_ISSUED: _ResultKind.ValueType  # 4
+    """An operator recorded the FBR number of an in-doubt invoice; it is ACCEPTED."""
+    RESULT_KIND_REQUEUED: _ResultKind.ValueType  # 5
+    """An operator queued the invoice to be sent again (released from doubt, or retried
+    after an FBR rejection).
+    """
+    RESULT_KIND_ALERT: _ResultKind.ValueType  # 6
+    """Not about one invoice: see `alert`."""
 
 class ResultKind(_ResultKind, metaclass=_ResultKindEnumTypeWrapper):
     """Kinds of outcome event."""
@@ -207,6 +256,14 @@ RESULT_KIND_REJECTED: ResultKind.ValueType  # 2
 """FBR rejected the invoice."""
 RESULT_KIND_IN_DOUBT: ResultKind.ValueType  # 3
 """The outcome of an attempt is unknown; the invoice needs an operator."""
+RESULT_KIND_RESOLVED_ISSUED: ResultKind.ValueType  # 4
+"""An operator recorded the FBR number of an in-doubt invoice; it is ACCEPTED."""
+RESULT_KIND_REQUEUED: ResultKind.ValueType  # 5
+"""An operator queued the invoice to be sent again (released from doubt, or retried
+after an FBR rejection).
+"""
+RESULT_KIND_ALERT: ResultKind.ValueType  # 6
+"""Not about one invoice: see `alert`."""
 Global___ResultKind: _TypeAlias = ResultKind  # noqa: Y015
 
 @_typing.final
@@ -561,6 +618,7 @@ class ResultEvent(_message.Message):
     FBR_DATED_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     EVENT_TIME_FIELD_NUMBER: _builtins.int
+    ALERT_FIELD_NUMBER: _builtins.int
     invoice_id: _builtins.str
     """The hub's id for the invoice."""
     erp_reference: _builtins.str
@@ -581,6 +639,10 @@ class ResultEvent(_message.Message):
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When the event happened."""
 
+    @_builtins.property
+    def alert(self) -> Global___HubAlert:
+        """For RESULT_KIND_ALERT: what needs attention. Alerts have no invoice."""
+
     def __init__(
         self,
         *,
@@ -592,11 +654,52 @@ class ResultEvent(_message.Message):
         fbr_dated: _builtins.str = ...,
         error: _status_pb2.Status | None = ...,
         event_time: _timestamp_pb2.Timestamp | None = ...,
+        alert: Global___HubAlert | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "event_time", b"event_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "error", b"error", "event_time", b"event_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["erp_reference", b"erp_reference", "error", b"error", "event_time", b"event_time", "fbr_dated", b"fbr_dated", "fbr_invoice_number", b"fbr_invoice_number", "invoice_id", b"invoice_id", "kind", b"kind", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "erp_reference", b"erp_reference", "error", b"error", "event_time", b"event_time", "fbr_dated", b"fbr_dated", "fbr_invoice_number", b"fbr_invoice_number", "invoice_id", b"invoice_id", "kind", b"kind", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResultEvent: _TypeAlias = ResultEvent  # noqa: Y015
+
+@_typing.final
+class HubAlert(_message.Message):
+    """Something an operator should look at: work that is stuck, in doubt, or FBR unreachable."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    INVOICE_COUNT_FIELD_NUMBER: _builtins.int
+    OLDEST_AGE_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    kind: Global___AlertKind.ValueType
+    """What kind of problem."""
+    invoice_count: _builtins.int
+    """How many invoices are affected (0 where it does not apply)."""
+    endpoint: _builtins.str
+    """Which FBR endpoint, for circuit alerts (e.g. "di:sandbox")."""
+    detail: _builtins.str
+    """A plain explanation."""
+    @_builtins.property
+    def oldest_age(self) -> _duration_pb2.Duration:
+        """Age of the oldest affected invoice."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___AlertKind.ValueType = ...,
+        invoice_count: _builtins.int = ...,
+        oldest_age: _duration_pb2.Duration | None = ...,
+        endpoint: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["oldest_age", b"oldest_age"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "endpoint", b"endpoint", "invoice_count", b"invoice_count", "kind", b"kind", "oldest_age", b"oldest_age"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HubAlert: _TypeAlias = HubAlert  # noqa: Y015

@@ -406,7 +406,10 @@ class StreamResultsResponse(_message.Message):
 
     @_builtins.property
     def heartbeat_time(self) -> _timestamp_pb2.Timestamp:
-        """Set on a heartbeat (sent on an idle follow stream), so that clients can checkpoint."""
+        """Set on a heartbeat: sent once when a follow stream has delivered the whole backlog
+        (from then on events are live), then whenever the stream is idle, so that clients can
+        checkpoint.
+        """
 
     def __init__(
         self,
@@ -422,3 +425,147 @@ class StreamResultsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamResultsResponse: _TypeAlias = StreamResultsResponse  # noqa: Y015
+
+@_typing.final
+class ResolveInvoiceRequest(_message.Message):
+    """Request for ResolveInvoice."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MARK_ISSUED_FIELD_NUMBER: _builtins.int
+    RELEASE_FOR_RESEND_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    """The hub's id for the IN_DOUBT invoice."""
+    release_for_resend: _builtins.bool
+    """FBR issued no number: queue the invoice to be sent again."""
+    note: _builtins.str
+    """Why, for the record (free text; do not put personal data here)."""
+    @_builtins.property
+    def mark_issued(self) -> Global___IssuedFbrNumber:
+        """FBR did issue a number for this invoice: record it; the invoice becomes ACCEPTED."""
+
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        mark_issued: Global___IssuedFbrNumber | None = ...,
+        release_for_resend: _builtins.bool = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mark_issued", b"mark_issued", "release_for_resend", b"release_for_resend", "resolution", b"resolution"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id", "mark_issued", b"mark_issued", "note", b"note", "release_for_resend", b"release_for_resend", "resolution", b"resolution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_resolution: _TypeAlias = _typing.Literal["mark_issued", "release_for_resend"]  # noqa: Y015
+    _WhichOneofArgType_resolution: _TypeAlias = _typing.Literal["resolution", b"resolution"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_resolution) -> _WhichOneofReturnType_resolution | None: ...
+
+Global___ResolveInvoiceRequest: _TypeAlias = ResolveInvoiceRequest  # noqa: Y015
+
+@_typing.final
+class IssuedFbrNumber(_message.Message):
+    """An FBR invoice number found by an operator for an in-doubt invoice."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FBR_INVOICE_NUMBER_FIELD_NUMBER: _builtins.int
+    FBR_DATED_FIELD_NUMBER: _builtins.int
+    fbr_invoice_number: _builtins.str
+    """The FBR invoice number, e.g. "7000007DI1747119701593"."""
+    fbr_dated: _builtins.str
+    """FBR's `dated` value if known (opaque text)."""
+    def __init__(
+        self,
+        *,
+        fbr_invoice_number: _builtins.str = ...,
+        fbr_dated: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fbr_dated", b"fbr_dated", "fbr_invoice_number", b"fbr_invoice_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssuedFbrNumber: _TypeAlias = IssuedFbrNumber  # noqa: Y015
+
+@_typing.final
+class ResolveInvoiceResponse(_message.Message):
+    """Response for ResolveInvoice."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _invoice_pb2.InvoiceRecord:
+        """The invoice after the decision."""
+
+    def __init__(
+        self,
+        *,
+        invoice: _invoice_pb2.InvoiceRecord | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveInvoiceResponse: _TypeAlias = ResolveInvoiceResponse  # noqa: Y015
+
+@_typing.final
+class RetryInvoiceRequest(_message.Message):
+    """Request for RetryInvoice."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    CORRECTED_INVOICE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    """The hub's id for the REJECTED_FBR invoice."""
+    note: _builtins.str
+    """Why, for the record (free text; do not put personal data here)."""
+    @_builtins.property
+    def corrected_invoice(self) -> _invoice_pb2.Invoice:
+        """Corrected content; must carry the same `erp_reference`. Unset: resend as stored."""
+
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        corrected_invoice: _invoice_pb2.Invoice | None = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["corrected_invoice", b"corrected_invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["corrected_invoice", b"corrected_invoice", "invoice_id", b"invoice_id", "note", b"note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryInvoiceRequest: _TypeAlias = RetryInvoiceRequest  # noqa: Y015
+
+@_typing.final
+class RetryInvoiceResponse(_message.Message):
+    """Response for RetryInvoice."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _invoice_pb2.InvoiceRecord:
+        """The invoice after the decision (QUEUED)."""
+
+    def __init__(
+        self,
+        *,
+        invoice: _invoice_pb2.InvoiceRecord | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryInvoiceResponse: _TypeAlias = RetryInvoiceResponse  # noqa: Y015

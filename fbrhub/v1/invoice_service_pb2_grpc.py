@@ -63,6 +63,16 @@ class InvoiceServiceStub:
                 request_serializer=fbrhub_dot_v1_dot_invoice__service__pb2.StreamResultsRequest.SerializeToString,
                 response_deserializer=fbrhub_dot_v1_dot_invoice__service__pb2.StreamResultsResponse.FromString,
                 _registered_method=True)
+        self.ResolveInvoice = channel.unary_unary(
+                '/fbrhub.v1.InvoiceService/ResolveInvoice',
+                request_serializer=fbrhub_dot_v1_dot_invoice__service__pb2.ResolveInvoiceRequest.SerializeToString,
+                response_deserializer=fbrhub_dot_v1_dot_invoice__service__pb2.ResolveInvoiceResponse.FromString,
+                _registered_method=True)
+        self.RetryInvoice = channel.unary_unary(
+                '/fbrhub.v1.InvoiceService/RetryInvoice',
+                request_serializer=fbrhub_dot_v1_dot_invoice__service__pb2.RetryInvoiceRequest.SerializeToString,
+                response_deserializer=fbrhub_dot_v1_dot_invoice__service__pb2.RetryInvoiceResponse.FromString,
+                _registered_method=True)
 
 
 class InvoiceServiceServicer:
@@ -114,6 +124,25 @@ class InvoiceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveInvoice(self, request, context):
+        """Resolves an IN_DOUBT invoice after an operator has checked FBR's records: either FBR
+        did issue a number (mark it issued) or it did not (release it to be sent again).
+        FAILED_PRECONDITION unless the invoice is IN_DOUBT. Recorded as a result event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryInvoice(self, request, context):
+        """Queues an invoice that FBR rejected to be sent again, optionally with corrected
+        content under the same ERP reference. FBR issued no number for a rejected invoice, so
+        resending cannot create a second fiscal invoice. FAILED_PRECONDITION unless the invoice
+        is REJECTED_FBR; INVALID_ARGUMENT (with field violations) if the correction is invalid.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InvoiceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +170,16 @@ def add_InvoiceServiceServicer_to_server(servicer, server):
                     servicer.StreamResults,
                     request_deserializer=fbrhub_dot_v1_dot_invoice__service__pb2.StreamResultsRequest.FromString,
                     response_serializer=fbrhub_dot_v1_dot_invoice__service__pb2.StreamResultsResponse.SerializeToString,
+            ),
+            'ResolveInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveInvoice,
+                    request_deserializer=fbrhub_dot_v1_dot_invoice__service__pb2.ResolveInvoiceRequest.FromString,
+                    response_serializer=fbrhub_dot_v1_dot_invoice__service__pb2.ResolveInvoiceResponse.SerializeToString,
+            ),
+            'RetryInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryInvoice,
+                    request_deserializer=fbrhub_dot_v1_dot_invoice__service__pb2.RetryInvoiceRequest.FromString,
+                    response_serializer=fbrhub_dot_v1_dot_invoice__service__pb2.RetryInvoiceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -282,6 +321,60 @@ class InvoiceService:
             '/fbrhub.v1.InvoiceService/StreamResults',
             fbrhub_dot_v1_dot_invoice__service__pb2.StreamResultsRequest.SerializeToString,
             fbrhub_dot_v1_dot_invoice__service__pb2.StreamResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fbrhub.v1.InvoiceService/ResolveInvoice',
+            fbrhub_dot_v1_dot_invoice__service__pb2.ResolveInvoiceRequest.SerializeToString,
+            fbrhub_dot_v1_dot_invoice__service__pb2.ResolveInvoiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fbrhub.v1.InvoiceService/RetryInvoice',
+            fbrhub_dot_v1_dot_invoice__service__pb2.RetryInvoiceRequest.SerializeToString,
+            fbrhub_dot_v1_dot_invoice__service__pb2.RetryInvoiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

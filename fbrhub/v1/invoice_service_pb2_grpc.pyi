@@ -56,6 +56,17 @@ class InvoiceServiceStub:
     in the order they happened, from a resume cursor. With `follow` the stream stays open
     and delivers new events as they happen.
     """
+    ResolveInvoice: _grpc.UnaryUnaryMultiCallable[_invoice_service_pb2.ResolveInvoiceRequest, _invoice_service_pb2.ResolveInvoiceResponse]
+    """Resolves an IN_DOUBT invoice after an operator has checked FBR's records: either FBR
+    did issue a number (mark it issued) or it did not (release it to be sent again).
+    FAILED_PRECONDITION unless the invoice is IN_DOUBT. Recorded as a result event.
+    """
+    RetryInvoice: _grpc.UnaryUnaryMultiCallable[_invoice_service_pb2.RetryInvoiceRequest, _invoice_service_pb2.RetryInvoiceResponse]
+    """Queues an invoice that FBR rejected to be sent again, optionally with corrected
+    content under the same ERP reference. FBR issued no number for a rejected invoice, so
+    resending cannot create a second fiscal invoice. FAILED_PRECONDITION unless the invoice
+    is REJECTED_FBR; INVALID_ARGUMENT (with field violations) if the correction is invalid.
+    """
 
 @_typing.type_check_only
 class InvoiceServiceAsyncStub(InvoiceServiceStub):
@@ -84,6 +95,17 @@ class InvoiceServiceAsyncStub(InvoiceServiceStub):
     """Streams outcome events (accepted, rejected by FBR, in doubt) for the caller's tenant,
     in the order they happened, from a resume cursor. With `follow` the stream stays open
     and delivers new events as they happen.
+    """
+    ResolveInvoice: _aio.UnaryUnaryMultiCallable[_invoice_service_pb2.ResolveInvoiceRequest, _invoice_service_pb2.ResolveInvoiceResponse]  # type: ignore[assignment]
+    """Resolves an IN_DOUBT invoice after an operator has checked FBR's records: either FBR
+    did issue a number (mark it issued) or it did not (release it to be sent again).
+    FAILED_PRECONDITION unless the invoice is IN_DOUBT. Recorded as a result event.
+    """
+    RetryInvoice: _aio.UnaryUnaryMultiCallable[_invoice_service_pb2.RetryInvoiceRequest, _invoice_service_pb2.RetryInvoiceResponse]  # type: ignore[assignment]
+    """Queues an invoice that FBR rejected to be sent again, optionally with corrected
+    content under the same ERP reference. FBR issued no number for a rejected invoice, so
+    resending cannot create a second fiscal invoice. FAILED_PRECONDITION unless the invoice
+    is REJECTED_FBR; INVALID_ARGUMENT (with field violations) if the correction is invalid.
     """
 
 class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -140,6 +162,29 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams outcome events (accepted, rejected by FBR, in doubt) for the caller's tenant,
         in the order they happened, from a resume cursor. With `follow` the stream stays open
         and delivers new events as they happen.
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveInvoice(
+        self,
+        request: _invoice_service_pb2.ResolveInvoiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_service_pb2.ResolveInvoiceResponse, _abc.Awaitable[_invoice_service_pb2.ResolveInvoiceResponse]]:
+        """Resolves an IN_DOUBT invoice after an operator has checked FBR's records: either FBR
+        did issue a number (mark it issued) or it did not (release it to be sent again).
+        FAILED_PRECONDITION unless the invoice is IN_DOUBT. Recorded as a result event.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryInvoice(
+        self,
+        request: _invoice_service_pb2.RetryInvoiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_service_pb2.RetryInvoiceResponse, _abc.Awaitable[_invoice_service_pb2.RetryInvoiceResponse]]:
+        """Queues an invoice that FBR rejected to be sent again, optionally with corrected
+        content under the same ERP reference. FBR issued no number for a rejected invoice, so
+        resending cannot create a second fiscal invoice. FAILED_PRECONDITION unless the invoice
+        is REJECTED_FBR; INVALID_ARGUMENT (with field violations) if the correction is invalid.
         """
 
 def add_InvoiceServiceServicer_to_server(servicer: InvoiceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from server.crypto import EncryptedString
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -103,7 +105,8 @@ class Tenant(Base):
     province: Mapped[str] = mapped_column(String(64))
     address: Mapped[str] = mapped_column(String(300))
     fbr_environment: Mapped[str] = mapped_column(String(16))
-    fbr_token: Mapped[str] = mapped_column(String(512))
+    # Encrypted at rest (server.crypto); the attribute holds the plain token.
+    fbr_token: Mapped[str] = mapped_column(EncryptedString(1024))
     # Last sequence number handed to a result event of this tenant. Incremented under the
     # row lock of the transaction that writes the events, so sequence order = commit order
     # and a follower reading "seq > cursor" can never skip an event committed late.
@@ -133,6 +136,8 @@ class Invoice(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "erp_reference", name="uq_invoices_tenant_reference"),
         Index("ix_invoices_due", "state", "next_attempt_at"),
+        # Claims are per tenant (pacing and fairness): tenant first.
+        Index("ix_invoices_tenant_due", "tenant_id", "state", "next_attempt_at"),
         Index("ix_invoices_tenant_created", "tenant_id", "created_at", "id"),
     )
 
@@ -189,7 +194,8 @@ class ResultEvent(Base):
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    invoice_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    # NULL for alerts, which are about the tenant's queue rather than one invoice.
+    invoice_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     kind: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     # erp_reference, state, fbr_invoice_number, fbr_dated, error (no raw FBR body).

@@ -21,6 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import ResultEvent, Tenant
+from server.domain.notify import publish
 
 
 class ResultKind(StrEnum):
@@ -29,6 +30,9 @@ class ResultKind(StrEnum):
     ACCEPTED = "ACCEPTED"
     REJECTED = "REJECTED"
     IN_DOUBT = "IN_DOUBT"
+    RESOLVED_ISSUED = "RESOLVED_ISSUED"
+    REQUEUED = "REQUEUED"
+    ALERT = "ALERT"
 
 
 @dataclass(frozen=True)
@@ -37,13 +41,14 @@ class NewResult:
 
     Attributes:
         tenant_id: whose event it is.
-        invoice_id: which invoice.
+        invoice_id: which invoice (None for alerts).
         kind: what happened.
-        data: erp_reference, state, fbr_invoice_number, fbr_dated, error (no raw bodies).
+        data: erp_reference, state, fbr_invoice_number, fbr_dated, error (no raw bodies);
+            for alerts, ``alert``: kind, invoice_count, oldest_age_seconds, endpoint, detail.
     """
 
     tenant_id: uuid.UUID
-    invoice_id: uuid.UUID
+    invoice_id: uuid.UUID | None
     kind: ResultKind
     data: dict[str, Any]
 
@@ -85,6 +90,7 @@ async def append_results(
         )
     if rows:
         await session.execute(insert(ResultEvent), rows)
+        await publish(session, (results_topic(t) for t in by_tenant))
 
 
 async def read_results(

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import status_pb2
 
 from clients.fbr import payload
@@ -40,6 +40,7 @@ _ATTEMPT_OUTCOMES = {
     "rejected": invoice_pb2.ATTEMPT_OUTCOME_REJECTED,
     "retryable": invoice_pb2.ATTEMPT_OUTCOME_RETRYABLE,
     "in_doubt": invoice_pb2.ATTEMPT_OUTCOME_IN_DOUBT,
+    "operator": invoice_pb2.ATTEMPT_OUTCOME_OPERATOR_DECISION,
 }
 _ACK_OUTCOMES = {
     "ACCEPTED": invoice_service_pb2.ACK_OUTCOME_ACCEPTED,
@@ -50,6 +51,9 @@ _RESULT_KINDS = {
     "ACCEPTED": invoice_pb2.RESULT_KIND_ACCEPTED,
     "REJECTED": invoice_pb2.RESULT_KIND_REJECTED,
     "IN_DOUBT": invoice_pb2.RESULT_KIND_IN_DOUBT,
+    "RESOLVED_ISSUED": invoice_pb2.RESULT_KIND_RESOLVED_ISSUED,
+    "REQUEUED": invoice_pb2.RESULT_KIND_REQUEUED,
+    "ALERT": invoice_pb2.RESULT_KIND_ALERT,
 }
 
 
@@ -191,11 +195,25 @@ def record_to_proto(
     )
 
 
+def alert_to_proto(alert: dict[str, Any]) -> invoice_pb2.HubAlert:
+    """A stored alert as protobuf."""
+    age = duration_pb2.Duration()
+    age.FromTimedelta(dt.timedelta(seconds=float(alert.get("oldest_age_seconds", 0))))
+    return invoice_pb2.HubAlert(
+        kind=invoice_pb2.AlertKind.Value(f"ALERT_KIND_{alert['kind']}"),
+        invoice_count=int(alert.get("invoice_count", 0)),
+        oldest_age=age,
+        endpoint=alert.get("endpoint", ""),
+        detail=alert.get("detail", ""),
+    )
+
+
 def result_to_proto(row: ResultEvent) -> invoice_pb2.ResultEvent:
     """A stored result event as protobuf."""
     data = row.data
     return invoice_pb2.ResultEvent(
-        invoice_id=str(row.invoice_id),
+        invoice_id=str(row.invoice_id) if row.invoice_id else "",
+        alert=alert_to_proto(data["alert"]) if data.get("alert") else None,
         erp_reference=data.get("erp_reference", ""),
         kind=_RESULT_KINDS.get(row.kind, 0),  # type: ignore[arg-type]
         state=state_to_proto(data["state"]) if data.get("state") else 0,  # type: ignore[arg-type]

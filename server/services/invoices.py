@@ -16,11 +16,13 @@ from server.db.engine import Database
 from server.db.models import DeliveryAttempt, Invoice
 from server.domain.ingest import Ingestor
 from server.domain.notify import Notifier
+from server.domain.operator import BadFbrNumber, InvoiceNotFound, Operator, WrongState
 from server.domain.results import read_results, results_topic
 from server.domain.tenants import TenantProfile, load_tenant
-from server.errors import HubError, invalid_argument, not_found
+from server.errors import FieldProblem, HubError, invalid_argument, not_found
 from server.interceptors import current_caller
 from server.services import converters
+from server.services.ingest_stream import submit_stream
 from server.settings import Settings
 from server.tokens import TokenCodec, TokenError
 
@@ -39,8 +41,10 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
         notifier: Notifier,
         tokens: TokenCodec,
         settings: Settings,
+        operator: Operator,
     ) -> None:
         self._db = db
+        self._operator = operator
         self._ingestor = ingestor
         self._notifier = notifier
         self._tokens = tokens
@@ -65,15 +69,14 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[invoice_service_pb2.SubmitInvoicesResponse]:
         tenant = await self._tenant()
-        # One request at a time: the next is read only once this one's acks are written, so
-        # a fast ERP is slowed by HTTP/2 flow control instead of being buffered here.
-        async for request in request_iterator:
-            self._check_batch_size(len(request.invoices))
-            invoices = [converters.invoice_to_domain(m) for m in request.invoices]
-            acks = await self._ingestor.submit(tenant, invoices) if invoices else []
-            yield invoice_service_pb2.SubmitInvoicesResponse(
-                acks=[converters.ack_to_proto(a) for a in acks]
-            )
+        async for response in submit_stream(
+            request_iterator,
+            tenant=tenant,
+            ingestor=self._ingestor,
+            window_invoices=self._settings.ingest_window_invoices,
+            max_per_request=self._settings.max_invoices_per_request,
+        ):
+            yield response
 
     async def ValidateInvoices(
         self,
@@ -112,21 +115,8 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
                 raise not_found("invoice") from None
         else:
             condition = Invoice.erp_reference == request.erp_reference
-        async with self._db.read("invoice.get") as session:
-            row = await session.scalar(
-                select(Invoice).where(Invoice.tenant_id == tenant_id, condition)
-            )
-            if row is None:
-                raise not_found("invoice")
-            attempts = list(
-                await session.scalars(
-                    select(DeliveryAttempt)
-                    .where(DeliveryAttempt.invoice_id == row.id)
-                    .order_by(DeliveryAttempt.number)
-                )
-            )
         return invoice_service_pb2.GetInvoiceResponse(
-            invoice=converters.record_to_proto(row, attempts)
+            invoice=await self._record(tenant_id, condition)
         )
 
     async def ListInvoices(
@@ -221,6 +211,7 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
                 ) from None
         topic = results_topic(tenant_id)
         idle = 0.0
+        caught_up = False
         while True:
             async with self._db.read("results.page") as session:
                 rows = await read_results(session, tenant_id, after, RESULTS_PAGE)
@@ -234,6 +225,10 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
                 continue
             if not request.follow:
                 return
+            if not caught_up:
+                # Tell the follower the backlog is drained: from here on it sees live events.
+                caught_up = True
+                yield self._heartbeat(tenant_id, after)
             if rows:
                 idle = 0.0
             # Another process's events carry no in-process signal; the poll interval bounds
@@ -242,8 +237,117 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
             idle = 0.0 if woke else idle + self._settings.results_poll_seconds
             if idle >= self._settings.results_heartbeat_seconds:
                 idle = 0.0
-                heartbeat = invoice_service_pb2.StreamResultsResponse(
-                    cursor=self._tokens.encode("results", tenant_id, {"s": after})
+                yield self._heartbeat(tenant_id, after)
+
+    def _heartbeat(
+        self, tenant_id: uuid.UUID, after: int
+    ) -> invoice_service_pb2.StreamResultsResponse:
+        heartbeat = invoice_service_pb2.StreamResultsResponse(
+            cursor=self._tokens.encode("results", tenant_id, {"s": after})
+        )
+        heartbeat.heartbeat_time.GetCurrentTime()
+        return heartbeat
+
+    async def _record(self, tenant_id: uuid.UUID, condition: Any) -> invoice_pb2.InvoiceRecord:
+        """One invoice of the tenant with its attempts; NOT_FOUND if there is none."""
+        async with self._db.read("invoice.get") as session:
+            row = await session.scalar(
+                select(Invoice).where(Invoice.tenant_id == tenant_id, condition)
+            )
+            if row is None:
+                raise not_found("invoice")
+            attempts = list(
+                await session.scalars(
+                    select(DeliveryAttempt)
+                    .where(DeliveryAttempt.invoice_id == row.id)
+                    .order_by(DeliveryAttempt.number)
                 )
-                heartbeat.heartbeat_time.GetCurrentTime()
-                yield heartbeat
+            )
+        return converters.record_to_proto(row, attempts)
+
+    async def _decide(self, invoice_id: str, decide: Any) -> invoice_pb2.InvoiceRecord:
+        tenant = await self._tenant()
+        try:
+            parsed = uuid.UUID(invoice_id)
+        except ValueError:
+            raise not_found("invoice") from None
+        try:
+            await decide(tenant, parsed)
+        except InvoiceNotFound:
+            raise not_found("invoice") from None
+        except WrongState as exc:
+            raise HubError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "INVOICE_STATE_CONFLICT",
+                str(exc),
+                metadata={"expectedState": exc.expected.value, "actualState": exc.actual},
+            ) from None
+        except BadFbrNumber as exc:
+            raise invalid_argument("mark_issued.fbr_invoice_number", str(exc)) from None
+        return await self._record(tenant.id, Invoice.id == parsed)
+
+    async def ResolveInvoice(
+        self,
+        request: invoice_service_pb2.ResolveInvoiceRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> invoice_service_pb2.ResolveInvoiceResponse:
+        choice = request.WhichOneof("resolution")
+        if choice is None or (choice == "release_for_resend" and not request.release_for_resend):
+            raise invalid_argument("resolution", "set mark_issued or release_for_resend")
+
+        async def decide(tenant: TenantProfile, invoice_id: uuid.UUID) -> None:
+            number = request.mark_issued.fbr_invoice_number if choice == "mark_issued" else None
+            await self._operator.resolve_in_doubt(
+                tenant,
+                invoice_id,
+                fbr_invoice_number=number,
+                fbr_dated=request.mark_issued.fbr_dated,
+                note=request.note,
+            )
+
+        record = await self._decide(request.invoice_id, decide)
+        return invoice_service_pb2.ResolveInvoiceResponse(invoice=record)
+
+    async def RetryInvoice(
+        self,
+        request: invoice_service_pb2.RetryInvoiceRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> invoice_service_pb2.RetryInvoiceResponse:
+        corrected = (
+            converters.invoice_to_domain(request.corrected_invoice)
+            if request.HasField("corrected_invoice")
+            else None
+        )
+
+        async def decide(tenant: TenantProfile, invoice_id: uuid.UUID) -> None:
+            if corrected is not None:
+                async with self._db.read("invoice.reference") as session:
+                    reference = await session.scalar(
+                        select(Invoice.erp_reference).where(
+                            Invoice.id == invoice_id, Invoice.tenant_id == tenant.id
+                        )
+                    )
+                if reference is None:
+                    raise InvoiceNotFound("invoice not found")
+                if corrected["erp_reference"] != reference:
+                    raise invalid_argument(
+                        "corrected_invoice.erp_reference",
+                        "the correction must keep the invoice's ERP reference",
+                    )
+            rejection = await self._operator.retry_rejected(
+                tenant, invoice_id, corrected=corrected, note=request.note
+            )
+            if rejection is not None:
+                raise HubError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    rejection.reason,
+                    rejection.message,
+                    problems=[
+                        FieldProblem(f"corrected_invoice.{p.path}", p.message, p.fbr_error_code)
+                        for p in rejection.problems
+                    ],
+                    metadata={"violationCount": str(len(rejection.problems))},
+                )
+
+        record = await self._decide(request.invoice_id, decide)
+        return invoice_service_pb2.RetryInvoiceResponse(invoice=record)

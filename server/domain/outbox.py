@@ -1,0 +1,428 @@
+"""The outbox side of delivery: claiming invoices, recording outcomes, recovering leases.
+
+The invoices table is the outbox. :meth:`Outbox.claim` moves due rows to SENDING under a
+lease (owner + expiry) and writes an attempt row, all committed before a single byte goes to
+FBR, so whatever happens next the hub knows an attempt may have been made. On PostgreSQL
+claims use ``FOR UPDATE SKIP LOCKED``, so several hub processes share the work and never
+claim the same invoice. :meth:`Outbox.record` writes outcomes in batches:
+
+- ACCEPTED / REJECTED: final; a result event is written.
+- RETRYABLE (provably before FBR saw the request): RETRY_WAIT with capped exponential
+  backoff and jitter (at least FBR's Retry-After).
+- IN_DOUBT (FBR may have issued a number): never resent automatically; an event alerts.
+
+A worker that dies leaves SENDING rows behind; once their lease expires
+:meth:`Outbox.reclaim_expired_leases` moves them to IN_DOUBT (sent or not is unknown),
+never back to the queue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clients.fbr.codes import fbr_error_path
+from clients.fbr.responses import DeliveryOutcome, OutcomeKind
+from server.db.engine import Database
+from server.db.models import DeliveryAttempt, Invoice, InvoiceState, Tenant
+from server.domain.notify import Notifier
+from server.domain.results import NewResult, ResultKind, append_results, results_topic
+from server.domain.tenants import TenantProfile
+
+logger = logging.getLogger(__name__)
+
+DUE_STATES = (InvoiceState.QUEUED.value, InvoiceState.RETRY_WAIT.value)
+LEASE_LOST_DETAIL = "the worker sending it stopped before recording an answer"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for failures that provably happened before FBR saw the request.
+
+    Attributes:
+        base_seconds: first backoff step.
+        max_seconds: cap.
+    """
+
+    base_seconds: float = 1.0
+    max_seconds: float = 300.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Delay before retry number ``attempt`` (1-based): capped exponential, equal jitter."""
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
+        return rng.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One invoice claimed for an attempt."""
+
+    invoice_id: uuid.UUID
+    tenant: TenantProfile
+    erp_reference: str
+    attempt: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """An attempt whose outcome is known and waits to be recorded."""
+
+    claimed: Claimed
+    outcome: DeliveryOutcome
+    at: dt.datetime
+
+
+def rejection_error(outcome: DeliveryOutcome) -> dict[str, Any]:
+    """The stored error of an invoice FBR rejected: one violation per failing line/header."""
+    violations = [
+        {
+            "path": fbr_error_path(item.error_code, item.item_sno),
+            "fbr_error_code": item.error_code,
+            "message": item.error or "FBR rejected this line",
+        }
+        for item in outcome.item_statuses
+        if item.status_code != "00"
+    ]
+    if not violations:
+        violations = [
+            {
+                "path": fbr_error_path(outcome.error_code),
+                "fbr_error_code": outcome.error_code,
+                "message": outcome.error_message or "FBR rejected the invoice",
+            }
+        ]
+    codes = ", ".join(sorted({v["fbr_error_code"] for v in violations if v["fbr_error_code"]}))
+    return {
+        "reason": "FBR_REJECTED",
+        "message": f"FBR rejected the invoice (codes {codes})"
+        if codes
+        else "FBR rejected the invoice",
+        "violations": violations,
+    }
+
+
+def doubt_error(detail: str) -> dict[str, Any]:
+    """The stored error of an invoice in doubt."""
+    return {
+        "reason": "FBR_OUTCOME_UNKNOWN",
+        "message": "FBR may or may not have issued a number ("
+        + detail
+        + "); the hub will not resend on its own. Check FBR's records, then call "
+        "ResolveInvoice.",
+        "violations": [],
+    }
+
+
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
+class Outbox:
+    """Claims, records and recovers delivery attempts in the database."""
+
+    def __init__(
+        self,
+        db: Database,
+        notifier: Notifier,
+        *,
+        retry: RetryPolicy,
+        clock: Callable[[], dt.datetime],
+        rng: random.Random,
+    ) -> None:
+        self._db = db
+        self._notifier = notifier
+        self._retry = retry
+        self._clock = clock
+        self._rng = rng
+
+    async def tenants(self) -> list[TenantProfile]:
+        """Every tenant's delivery profile (tokens can be rotated: re-read periodically)."""
+        async with self._db.read("outbox.tenants") as session:
+            rows = await session.scalars(select(Tenant))
+            return [TenantProfile.from_row(row) for row in rows]
+
+    async def claim(
+        self,
+        budgets: Mapping[uuid.UUID, int],
+        *,
+        worker_id: str,
+        lease_seconds: float,
+    ) -> list[Claimed]:
+        """Claim up to ``budgets[tenant]`` due invoices per tenant, in one transaction."""
+        now = self._clock()
+        lease_until = now + dt.timedelta(seconds=lease_seconds)
+        claimed_rows: list[Any] = []
+        async with self._db.write("outbox.claim") as session:
+            for tenant_id, budget in budgets.items():
+                if budget <= 0:
+                    continue
+                due = (
+                    select(Invoice.id)
+                    .where(
+                        Invoice.tenant_id == tenant_id,
+                        Invoice.state.in_(DUE_STATES),
+                        Invoice.next_attempt_at <= now,
+                    )
+                    .order_by(Invoice.next_attempt_at)
+                    .limit(budget)
+                    .with_for_update(skip_locked=True)
+                )
+                rows = await session.execute(
+                    update(Invoice)
+                    .where(Invoice.id.in_(due.scalar_subquery()))
+                    .values(
+                        state=InvoiceState.SENDING.value,
+                        lease_owner=worker_id,
+                        lease_expires_at=lease_until,
+                        attempt_count=Invoice.attempt_count + 1,
+                        updated_at=now,
+                    )
+                    .returning(
+                        Invoice.id,
+                        Invoice.tenant_id,
+                        Invoice.erp_reference,
+                        Invoice.attempt_count,
+                        Invoice.payload,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                claimed_rows.extend(rows.all())
+            if not claimed_rows:
+                return []
+            await session.execute(
+                insert(DeliveryAttempt),
+                [
+                    {
+                        "tenant_id": row.tenant_id,
+                        "invoice_id": row.id,
+                        "number": row.attempt_count,
+                        "started_at": now,
+                        "worker": worker_id,
+                    }
+                    for row in claimed_rows
+                ],
+            )
+            profiles = await self._profiles(session, {row.tenant_id for row in claimed_rows})
+        return [
+            Claimed(
+                row.id, profiles[row.tenant_id], row.erp_reference, row.attempt_count, row.payload
+            )
+            for row in claimed_rows
+        ]
+
+    async def _profiles(
+        self, session: AsyncSession, tenant_ids: set[uuid.UUID]
+    ) -> dict[uuid.UUID, TenantProfile]:
+        # Tokens can be rotated, so profiles are re-read for every claim (one small query).
+        rows = await session.scalars(select(Tenant).where(Tenant.id.in_(tenant_ids)))
+        return {row.id: TenantProfile.from_row(row) for row in rows}
+
+    async def record(self, batch: list[Finished]) -> None:
+        """Write the outcomes of finished attempts and their result events, in one transaction."""
+        now = self._clock()
+        invoice_updates: list[dict[str, Any]] = []
+        attempt_updates: list[dict[str, Any]] = []
+        events: list[NewResult] = []
+        for finished in batch:
+            claimed, outcome = finished.claimed, finished.outcome
+            values, event = self._transition(claimed, outcome, finished.at)
+            invoice_updates.append(
+                {"b_id": claimed.invoice_id, "b_attempt": claimed.attempt, **values}
+            )
+            attempt_updates.append(
+                {
+                    "b_invoice": claimed.invoice_id,
+                    "b_number": claimed.attempt,
+                    "finished_at": finished.at,
+                    "outcome": outcome.kind.name.lower(),
+                    "http_status": outcome.http_status,
+                    "fbr_error_code": outcome.error_code or None,
+                    "detail": outcome.detail[:200] or None,
+                }
+            )
+            if event is not None:
+                events.append(event)
+        async with self._db.write("outbox.record") as session:
+            await self._apply(session, invoice_updates, attempt_updates)
+            await append_results(session, events, now)
+        for tenant_id in {e.tenant_id for e in events}:
+            self._notifier.notify(results_topic(tenant_id))
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        invoice_updates: list[dict[str, Any]],
+        attempt_updates: list[dict[str, Any]],
+    ) -> None:
+        table = _table(Invoice)
+        # Group by the set of columns written so that each group is one executemany.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for values in invoice_updates:
+            groups.setdefault(tuple(sorted(values)), []).append(values)
+        for keys, rows in groups.items():
+            columns = [k for k in keys if not k.startswith("b_")]
+            statement = (
+                update(table)
+                .where(
+                    table.c.id == bindparam("b_id"),
+                    table.c.attempt_count == bindparam("b_attempt"),
+                    # An operator may have resolved the invoice meanwhile; a late answer from
+                    # FBR still wins over IN_DOUBT, since it is the truth about this attempt.
+                    or_(
+                        table.c.state == InvoiceState.SENDING.value,
+                        and_(
+                            table.c.state == InvoiceState.IN_DOUBT.value,
+                            table.c.lease_owner.is_(None),
+                        ),
+                    ),
+                )
+                .values({c: bindparam(c) for c in columns})
+            )
+            await session.execute(statement, rows)
+        attempts = _table(DeliveryAttempt)
+        await session.execute(
+            update(attempts)
+            .where(
+                attempts.c.invoice_id == bindparam("b_invoice"),
+                attempts.c.number == bindparam("b_number"),
+            )
+            .values(
+                finished_at=bindparam("finished_at"),
+                outcome=bindparam("outcome"),
+                http_status=bindparam("http_status"),
+                fbr_error_code=bindparam("fbr_error_code"),
+                detail=bindparam("detail"),
+            ),
+            attempt_updates,
+        )
+
+    def _transition(
+        self, claimed: Claimed, outcome: DeliveryOutcome, at: dt.datetime
+    ) -> tuple[dict[str, Any], NewResult | None]:
+        base: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "updated_at": at}
+        statuses = [
+            {
+                "item_sno": s.item_sno,
+                "status_code": s.status_code,
+                "status": s.status,
+                "invoice_no": s.invoice_no,
+                "error_code": s.error_code,
+                "error": s.error,
+            }
+            for s in outcome.item_statuses
+        ]
+        data: dict[str, Any] = {"erp_reference": claimed.erp_reference}
+        if outcome.kind is OutcomeKind.ACCEPTED:
+            state, kind = InvoiceState.ACCEPTED, ResultKind.ACCEPTED
+            values = {
+                **base,
+                "state": state.value,
+                "fbr_invoice_number": outcome.fbr_invoice_number,
+                "fbr_dated": outcome.dated,
+                "item_statuses": statuses,
+                "error": None,
+                "next_attempt_at": None,
+            }
+            data.update(fbr_invoice_number=outcome.fbr_invoice_number, fbr_dated=outcome.dated)
+        elif outcome.kind is OutcomeKind.REJECTED:
+            state, kind = InvoiceState.REJECTED_FBR, ResultKind.REJECTED
+            error = rejection_error(outcome)
+            values = {
+                **base,
+                "state": state.value,
+                "item_statuses": statuses,
+                "error": error,
+                "next_attempt_at": None,
+            }
+            data["error"] = error
+        elif outcome.kind is OutcomeKind.RETRYABLE:
+            delay = max(self._retry.delay(claimed.attempt, self._rng), outcome.retry_after or 0.0)
+            values = {
+                **base,
+                "state": InvoiceState.RETRY_WAIT.value,
+                "next_attempt_at": at + dt.timedelta(seconds=delay),
+                "error": {
+                    "reason": "FBR_UNAVAILABLE",
+                    "message": f"not delivered yet ({outcome.detail}); retrying",
+                    "violations": [],
+                },
+            }
+            return values, None
+        else:
+            state, kind = InvoiceState.IN_DOUBT, ResultKind.IN_DOUBT
+            error = doubt_error(outcome.detail)
+            values = {
+                **base,
+                "state": state.value,
+                "fbr_invoice_number": outcome.fbr_invoice_number or None,
+                "error": error,
+                "next_attempt_at": None,
+            }
+            data["error"] = error
+        data["state"] = state.value
+        return values, NewResult(claimed.tenant.id, claimed.invoice_id, kind, data)
+
+    async def reclaim_expired_leases(self) -> int:
+        """Move SENDING invoices whose lease expired to IN_DOUBT; returns how many."""
+        now = self._clock()
+        async with self._db.write("outbox.reclaim") as session:
+            rows = (
+                await session.execute(
+                    update(Invoice)
+                    .where(
+                        Invoice.state == InvoiceState.SENDING.value,
+                        Invoice.lease_expires_at < now,
+                    )
+                    .values(
+                        state=InvoiceState.IN_DOUBT.value,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        updated_at=now,
+                        error=doubt_error(LEASE_LOST_DETAIL),
+                    )
+                    .returning(
+                        Invoice.id, Invoice.tenant_id, Invoice.erp_reference, Invoice.attempt_count
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            ).all()
+            if not rows:
+                return 0
+            attempts = _table(DeliveryAttempt)
+            await session.execute(
+                update(attempts)
+                .where(
+                    attempts.c.invoice_id == bindparam("b_invoice"),
+                    attempts.c.number == bindparam("b_number"),
+                    attempts.c.finished_at.is_(None),
+                )
+                .values(finished_at=now, outcome="in_doubt", detail="lease expired"),
+                [{"b_invoice": r.id, "b_number": r.attempt_count} for r in rows],
+            )
+            error = doubt_error(LEASE_LOST_DETAIL)
+            await append_results(
+                session,
+                [
+                    NewResult(
+                        r.tenant_id,
+                        r.id,
+                        ResultKind.IN_DOUBT,
+                        {"erp_reference": r.erp_reference, "state": "IN_DOUBT", "error": error},
+                    )
+                    for r in rows
+                ],
+                now,
+            )
+        logger.warning("moved %d invoice(s) with expired leases to IN_DOUBT", len(rows))
+        for tenant_id in {r.tenant_id for r in rows}:
+            self._notifier.notify(results_topic(tenant_id))
+        return len(rows)

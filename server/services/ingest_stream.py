@@ -1,0 +1,131 @@
+"""The SubmitInvoices stream pipeline: bounded read-ahead, coalesced commits, ordered acks.
+
+A reader task takes requests off the stream while the stream's *unacked window* has room
+(``FBRHUB_INGEST_WINDOW_INVOICES``); once it is full the reader stops, gRPC stops granting
+HTTP/2 flow-control credit, and the ERP's writes block. The writer takes whatever requests
+are waiting (up to ``COALESCE_MAX`` invoices), stores them in ONE transaction, then answers
+each request in order and frees its share of the window. So a pipelining client gets the
+throughput of large transactions, a request-at-a-time client still gets one transaction per
+request, and memory per stream is bounded by the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from clients.fbr.payload import NormalisedInvoice
+from fbrhub.v1 import invoice_service_pb2
+from server import metrics
+from server.domain.ingest import Ingestor
+from server.domain.tenants import TenantProfile
+from server.errors import invalid_argument
+from server.services import converters
+
+COALESCE_MAX = 2000
+
+
+class InvoiceWindow:
+    """Counts invoices read but not yet acked; :meth:`acquire` waits while it is full."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self, count: int) -> None:
+        """Take room for ``count`` invoices (a request bigger than the window waits for empty)."""
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self.used + count <= self.capacity or self.used == 0
+            )
+            self.used += count
+
+    async def release(self, count: int) -> None:
+        """Give back room once invoices are acked."""
+        async with self._changed:
+            self.used -= count
+            self._changed.notify_all()
+
+
+@dataclass
+class _Request:
+    invoices: list[NormalisedInvoice]
+
+
+_END = object()
+
+
+async def submit_stream(
+    requests: AsyncIterator[invoice_service_pb2.SubmitInvoicesRequest],
+    *,
+    tenant: TenantProfile,
+    ingestor: Ingestor,
+    window_invoices: int,
+    max_per_request: int,
+) -> AsyncIterator[invoice_service_pb2.SubmitInvoicesResponse]:
+    """Drive one SubmitInvoices stream; yields one response per request, in order."""
+    window = InvoiceWindow(window_invoices)
+    queue: asyncio.Queue[_Request | BaseException | object] = asyncio.Queue()
+
+    async def read() -> None:
+        try:
+            async for request in requests:
+                if len(request.invoices) > max_per_request:
+                    raise invalid_argument(
+                        "invoices",
+                        f"a request may hold at most {max_per_request} invoices",
+                        "BATCH_TOO_LARGE",
+                    )
+                invoices = [converters.invoice_to_domain(m) for m in request.invoices]
+                await window.acquire(len(invoices))
+                await queue.put(_Request(invoices))
+        except Exception as exc:
+            await queue.put(exc)
+        finally:
+            await queue.put(_END)
+
+    reader = asyncio.create_task(read(), name="submit-reader")
+    try:
+        pending: list[object] = []
+        while True:
+            item = pending.pop(0) if pending else await queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, _Request)
+            group = [item]
+            size = len(item.invoices)
+            while not queue.empty() and size < COALESCE_MAX:
+                more = queue.get_nowait()
+                if not isinstance(more, _Request):
+                    pending.append(more)
+                    break
+                group.append(more)
+                size += len(more.invoices)
+            await ingestor.wait_for_room(tenant)
+            combined = [invoice for request in group for invoice in request.invoices]
+            acks = await ingestor.submit(tenant, combined) if combined else []
+            start = 0
+            for request in group:
+                count = len(request.invoices)
+                mine = acks[start : start + count]
+                for ack in mine:
+                    metrics.invoices_ingested.add(1, {"outcome": ack.outcome.value})
+                # The group was stored as one list: number each ack within its own request.
+                yield invoice_service_pb2.SubmitInvoicesResponse(
+                    acks=[
+                        converters.ack_to_proto(dataclasses.replace(a, index=a.index - start))
+                        for a in mine
+                    ]
+                )
+                start += count
+                await window.release(count)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader

@@ -1,0 +1,213 @@
+"""No personal data in telemetry: logs, span attributes, metric labels, error metadata.
+
+Distinctive values are planted through a full flow (accounts, invoices to FBR and back,
+privacy requests, failing calls) and then searched for everywhere the hub reports to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from fbrhub.v1 import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
+    audit_service_pb2,
+    audit_service_pb2_grpc,
+    invoice_service_pb2,
+    invoice_service_pb2_grpc,
+    privacy_service_pb2,
+    privacy_service_pb2_grpc,
+)
+from server.db.engine import Database
+from tests.conftest import RoleKeys
+from tests.helpers import sample, to_proto
+
+BUYER_CNIC = "3740577777771"
+BUYER_NAME = "Qudsia Plantedbuyer"
+BUYER_ADDRESS = "42 Zzyzx Lane, Multan"
+PERSON_NAME = "Mehwish Plantedperson"
+EMAIL = "mehwish.planted@pii-canary.pk"
+PHONE = "+92 333 5550199"
+BAD_NTN = "12345678901"  # 11 digits: refused, and must not be echoed
+PLANTED = (BUYER_CNIC, BUYER_NAME, BUYER_ADDRESS, PERSON_NAME, EMAIL, PHONE, BAD_NTN)
+
+_spans = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    """The process's tracer provider (installed once) with an in-memory exporter added."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(_spans))
+    return _spans
+
+
+@pytest.fixture
+def traced(span_exporter: InMemorySpanExporter) -> InMemorySpanExporter:
+    """Spans of this test only."""
+    span_exporter.clear()
+    return span_exporter
+
+
+async def test_planted_personal_data_never_reaches_logs_spans_metrics_or_errors(
+    gov_channel: grpc.aio.Channel,
+    role_keys: RoleKeys,
+    db: Database,
+    caplog: pytest.LogCaptureFixture,
+    traced: InMemorySpanExporter,
+    metric_reader: InMemoryMetricReader,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    errors: list[str] = []
+    admin = admin_service_pb2_grpc.AdminServiceStub(gov_channel)
+    privacy = privacy_service_pb2_grpc.PrivacyServiceStub(gov_channel)
+    invoices = invoice_service_pb2_grpc.InvoiceServiceStub(gov_channel)
+    po = role_keys.metadata("privacy_officer")
+
+    account = await admin.CreateAccount(
+        admin_service_pb2.CreateAccountRequest(
+            username="planted",
+            full_name=PERSON_NAME,
+            email=EMAIL,
+            phone=PHONE,
+            password="planted password 123",
+            role=admin_service_pb2.ROLE_ERP,
+        ),
+        metadata=role_keys.metadata("admin"),
+    )
+    invoice = sample("PII-1")
+    invoice.update(
+        buyer_ntn_cnic=BUYER_CNIC,
+        buyer_business_name=BUYER_NAME,
+        buyer_address=BUYER_ADDRESS,
+        buyer_registration_type="Registered",
+    )
+    broken = sample("PII-2")
+    broken.update(buyer_ntn_cnic=BUYER_CNIC, buyer_business_name=BUYER_NAME)
+    broken["items"][0]["hs_code"] = "bad"
+
+    async def requests() -> AsyncIterator[invoice_service_pb2.SubmitInvoicesRequest]:
+        yield invoice_service_pb2.SubmitInvoicesRequest(
+            invoices=[to_proto(invoice), to_proto(broken)]  # type: ignore[arg-type]
+        )
+
+    acks = [
+        a
+        async for r in invoices.SubmitInvoices(requests(), metadata=role_keys.metadata("erp"))
+        for a in r.acks
+    ]
+    assert len(acks) == 2
+    errors += [str(a.error) for a in acks]
+    results = invoices.StreamResults(
+        invoice_service_pb2.StreamResultsRequest(follow=True), metadata=role_keys.metadata("erp")
+    )
+    async with asyncio.timeout(30):
+        async for message in results:
+            if message.HasField("event"):
+                break
+    results.cancel()
+
+    subject = privacy_service_pb2.DataSubject(buyer_ntn_cnic=BUYER_CNIC)
+    exported = [
+        m
+        async for m in privacy.ExportPersonalData(
+            privacy_service_pb2.ExportPersonalDataRequest(subject=subject), metadata=po
+        )
+    ]
+    assert BUYER_NAME.encode() in b"".join(m.json for m in exported)  # the export itself has it
+    await privacy.CorrectPersonalData(
+        privacy_service_pb2.CorrectPersonalDataRequest(
+            subject=privacy_service_pb2.DataSubject(account_id=account.account_id),
+            corrections=[privacy_service_pb2.FieldCorrection(field="email", value=EMAIL)],
+            request_id=str(uuid.uuid4()),
+        ),
+        metadata=po,
+    )
+    await privacy.ErasePersonalData(
+        privacy_service_pb2.ErasePersonalDataRequest(
+            subject=subject, force=True, request_id=str(uuid.uuid4())
+        ),
+        metadata=po,
+    )
+    failing = [
+        privacy.ErasePersonalData(
+            privacy_service_pb2.ErasePersonalDataRequest(
+                subject=privacy_service_pb2.DataSubject(buyer_ntn_cnic=BAD_NTN),
+                request_id=str(uuid.uuid4()),
+            ),
+            metadata=po,
+        ),
+        privacy.CorrectPersonalData(
+            privacy_service_pb2.CorrectPersonalDataRequest(
+                subject=privacy_service_pb2.DataSubject(account_id=account.account_id),
+                corrections=[privacy_service_pb2.FieldCorrection(field="username", value=EMAIL)],
+                request_id=str(uuid.uuid4()),
+            ),
+            metadata=po,
+        ),
+        admin.CreateAccount(
+            admin_service_pb2.CreateAccountRequest(
+                username="planted",
+                full_name=PERSON_NAME,
+                email=EMAIL,
+                password="planted password 123",
+                role=admin_service_pb2.ROLE_ERP,
+            ),
+            metadata=role_keys.metadata("admin"),
+        ),
+        privacy.ExportPersonalData(
+            privacy_service_pb2.ExportPersonalDataRequest(
+                subject=privacy_service_pb2.DataSubject(buyer_ntn_cnic=BUYER_CNIC)
+            ),
+            metadata=role_keys.metadata("erp"),
+        ),
+    ]
+    for call in failing:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            if isinstance(call, grpc.aio.UnaryStreamCall):
+                async for _ in call:
+                    pass
+            else:
+                await call
+        errors.append(
+            f"{error.value.details()} {error.value.debug_error_string()} "
+            f"{error.value.trailing_metadata()!r}"
+        )
+    audit = await audit_service_pb2_grpc.AuditServiceStub(gov_channel).ListAuditEvents(
+        audit_service_pb2.ListAuditEventsRequest(page_size=1000),
+        metadata=role_keys.metadata("auditor"),
+    )
+    assert len(audit.events) >= 6
+
+    spans = traced.get_finished_spans()
+    assert spans, "the in-memory exporter saw no spans"
+    span_text = " ".join(
+        f"{s.name} {dict(s.attributes or {})} {s.status.description} "
+        + " ".join(f"{e.name} {dict(e.attributes or {})}" for e in s.events)
+        for s in spans
+    )
+    data = metric_reader.get_metrics_data()
+    metric_text = data.to_json() if data is not None else ""
+    log_text = "\n".join(f"{r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records)
+    audit_text = str(audit)
+    for value in PLANTED:
+        assert value not in log_text, f"{value!r} in logs"
+        assert value not in span_text, f"{value!r} in span attributes"
+        assert value not in metric_text, f"{value!r} in metrics"
+        assert value not in audit_text, f"{value!r} in the audit trail"
+        for error in errors:
+            assert value not in error, f"{value!r} in error details"
