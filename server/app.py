@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import grpc
+import httpx
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -23,6 +24,7 @@ from server.domain.monitor import QueueMonitor, record_circuit_alert
 from server.domain.notify import Notifier, PostgresListener
 from server.domain.operator import Operator
 from server.domain.pacing import BreakerChange
+from server.domain.reference_data import ReferenceStore
 from server.governance import (
     add_governance_services,
     bind_port,
@@ -57,6 +59,7 @@ class Hub:
     monitor: QueueMonitor | None = None
     listener: PostgresListener | None = None
     retention_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    periodic_stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def address(self) -> str:
@@ -73,6 +76,7 @@ class Hub:
         if self.monitor is not None:
             self.monitor.stop()
         self.retention_stop.set()
+        self.periodic_stop.set()
         await self.server.stop(grace)
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -104,12 +108,21 @@ def forwarder_config(settings: Settings) -> ForwarderConfig:
 
 def build_fbr_client(settings: Settings) -> FbrClient:
     """The process's one FBR client, configured from settings."""
+    transport = None
+    if settings.fbr_http_transport == "httpx":
+        limit = settings.forwarder_concurrency
+        transport = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+            verify=settings.fbr_ca_bundle or True,
+        )
     return FbrClient(
         base_url=settings.fbr_base_url,
+        pos_base_url=settings.fbr_pos_base_url,
         connect_timeout=settings.fbr_connect_timeout_seconds,
         read_timeout=settings.fbr_read_timeout_seconds,
         max_connections=settings.forwarder_concurrency,
         verify=settings.fbr_ca_bundle or True,
+        transport=transport,
     )
 
 
@@ -125,7 +138,9 @@ async def start_hub(
     notifier = Notifier()
     tokens = TokenCodec(settings.cursor_secret.get_secret_value().encode())
     configure_secrets(settings)
-    ingestor = Ingestor(db, notifier, max_pending=settings.tenant_max_pending)
+    reference = ReferenceStore(db)
+    await reference.refresh()
+    ingestor = Ingestor(db, notifier, max_pending=settings.tenant_max_pending, reference=reference)
     verifier = ApiKeyVerifier(db)
     server = grpc.aio.server(
         interceptors=[
@@ -183,6 +198,11 @@ async def start_hub(
         stuck_after_seconds=settings.stuck_after_seconds,
     )
     hub.tasks.append(asyncio.create_task(hub.monitor.run(), name="queue-monitor"))
+    hub.tasks.append(
+        asyncio.create_task(
+            reference.run(hub.periodic_stop, settings.refdata_refresh_seconds), name="refdata"
+        )
+    )
     if settings.retention_sweeper_enabled:
         hub.tasks.append(start_retention(db, settings, hub.retention_stop))
     logger.info("hub listening on %s", hub.address)

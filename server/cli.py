@@ -19,6 +19,11 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("serve", help="run the gRPC hub and the forwarder (FBRHUB_* settings)")
     commands.add_parser("migrate", help="upgrade the database schema to the latest revision")
+    refdata = commands.add_parser("refdata", help="FBR reference data").add_subparsers(
+        dest="action", required=True
+    )
+    sync = refdata.add_parser("sync", help="fetch FBR's reference lists into the database")
+    sync.add_argument("--tenant", required=True, help="tenant whose FBR token is used")
     status = commands.add_parser("status", help="queue health per tenant and FBR circuit state")
     status.add_argument(
         "--stuck-after",
@@ -37,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--address", required=True, help="seller address")
     create.add_argument("--environment", choices=["sandbox", "production"], default="sandbox")
     create.add_argument("--fbr-token", required=True, help="the FBR (PRAL) security token")
+    create.add_argument("--channel", choices=["di", "pos"], default="di", help="FBR API to use")
+    create.add_argument("--pos-id", default="", help="POSID (POS channel only)")
+    create.add_argument(
+        "--scenarios", default=None, help="sandbox scenarios assigned by FBR, e.g. SN001,SN002"
+    )
 
     apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(
         dest="action", required=True
@@ -109,6 +119,32 @@ async def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _refdata_sync(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from server.db.engine import Database
+    from server.domain.reference_data import sync_reference_data
+    from server.domain.tenants import load_tenant
+
+    settings = get_settings()
+    db = Database(settings.database_url)
+    try:
+        tenant = await load_tenant(db, uuid.UUID(args.tenant))
+        if tenant is None:
+            raise LookupError("tenant not found")
+        today = dt.datetime.now(dt.timezone(dt.timedelta(hours=5))).date()
+        snapshot_id = await sync_reference_data(
+            db, base_url=settings.fbr_base_url, token=tenant.fbr_token, on=today
+        )
+    finally:
+        await db.dispose()
+    print(
+        f"stored FBR reference snapshot {snapshot_id}; running hubs pick it up within "
+        f"{settings.refdata_refresh_seconds:.0f}s"
+    )
+    return 0
+
+
 async def _tenant_create(args: argparse.Namespace) -> int:
     from server.db.engine import Database
     from server.tenancy import create_tenant
@@ -123,6 +159,9 @@ async def _tenant_create(args: argparse.Namespace) -> int:
             address=args.address,
             fbr_environment=args.environment,
             fbr_token=args.fbr_token,
+            channel=args.channel,
+            pos_id=args.pos_id,
+            assigned_scenarios=args.scenarios.split(",") if args.scenarios else None,
         )
     finally:
         await db.dispose()
@@ -168,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             upgrade(settings.database_url)
             print("database is at the latest schema revision")
             return 0
+        if args.command == "refdata":
+            return asyncio.run(_refdata_sync(args))
         if args.command == "status":
             return asyncio.run(_status(args))
         if args.command == "tenant":

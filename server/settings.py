@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = 10.0
 
     fbr_base_url: str = "https://gw.fbr.gov.pk"
+    # FBR's POS (IMS) hosts by default; set to the simulator's URL in the demo and tests.
+    fbr_pos_base_url: str | None = None
+    # "aiohttp" (default: httpx API over aiohttp's pool) or "httpx" (httpx's own pool, which
+    # is much slower at high concurrency; kept for comparison in bench/).
+    fbr_http_transport: str = Field(default="aiohttp", pattern="^(aiohttp|httpx)$")
+    refdata_refresh_seconds: float = Field(default=300.0, gt=0)
     fbr_ca_bundle: str | None = None
     fbr_connect_timeout_seconds: float = 3.0
     fbr_read_timeout_seconds: float = 15.0

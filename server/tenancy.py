@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -77,12 +78,27 @@ async def create_tenant(
     address: str,
     fbr_environment: str,
     fbr_token: str,
+    channel: str = "di",
+    pos_id: str = "",
+    assigned_scenarios: Iterable[str] | None = None,
 ) -> uuid.UUID:
-    """Create a tenant and return its id."""
+    """Create a tenant and return its id.
+
+    Args:
+        channel: ``di`` (Digital Invoicing) or ``pos`` (IMS fiscal, needs ``pos_id``).
+        assigned_scenarios: sandbox scenarios FBR assigned to the seller (None: all).
+    """
     if fbr_environment not in {e.value for e in FbrEnvironment}:
         raise ValueError("fbr_environment must be 'sandbox' or 'production'")
     if not (seller_ntn_cnic.isdigit() and len(seller_ntn_cnic) in (7, 13)):
         raise ValueError("seller NTN/CNIC must be 7 or 13 digits")
+    if channel not in ("di", "pos"):
+        raise ValueError("channel must be 'di' or 'pos'")
+    if channel == "pos" and not pos_id.isdigit():
+        raise ValueError("a POS tenant needs its numeric POSID")
+    scenarios = sorted({s.strip().upper() for s in assigned_scenarios or () if s.strip()})
+    if any(not (len(s) == 5 and s.startswith("SN0") and s[2:].isdigit()) for s in scenarios):
+        raise ValueError("scenarios look like SN001 ... SN028")
     tenant = Tenant(
         id=uuid.uuid4(),
         seller_ntn_cnic=seller_ntn_cnic,
@@ -91,6 +107,9 @@ async def create_tenant(
         address=address,
         fbr_environment=fbr_environment,
         fbr_token=fbr_token,
+        channel=channel,
+        pos_id=pos_id or None,
+        assigned_scenarios=",".join(scenarios) if assigned_scenarios is not None else None,
         result_seq=0,
         created_at=utcnow(),
     )

@@ -31,7 +31,14 @@ from server.settings import Settings
 from server.tenancy import create_api_key, create_tenant
 
 POSTGRES_URL = os.environ.get("FBRHUB_TEST_POSTGRES_URL", "")
-TABLES = ("result_events", "delivery_attempts", "invoices", "api_keys", "tenants")
+TABLES = (
+    "result_events",
+    "delivery_attempts",
+    "invoices",
+    "api_keys",
+    "tenants",
+    "reference_snapshots",
+)
 # Issue 4 tables (privacy, audit, accounts): emptied too between PostgreSQL tests.
 TABLES += (
     "accounts",

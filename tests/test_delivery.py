@@ -211,3 +211,37 @@ async def test_two_workers_never_claim_the_same_invoice(db: Database, tenant: Te
         claimed.extend(batch)
     assert len(claimed) == 40
     assert len(set(claimed)) == 40
+
+
+async def test_every_state_change_is_in_the_audit_trail(
+    invoices: invoice_service_pb2_grpc.InvoiceServiceStub,
+    simulator: FbrSimulator,
+    tenant: Tenant,
+    db: Database,
+) -> None:
+    from server.db.privacy_models import AuditEvent
+    from server.domain.audit import verify_chain
+
+    simulator.script(Fault.GATEWAY_5XX)
+    (response,) = await submit(invoices, tenant, [proto_invoice("AUD-1")])
+    await results_until(invoices, tenant, 1)
+    resource = f"invoices/{response.acks[0].invoice_id}"
+    async with db.read() as session:
+        rows = (
+            await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.tenant_id == tenant.id, AuditEvent.resource == resource)
+                .order_by(AuditEvent.seq)
+            )
+        ).all()
+    verdict = await verify_chain(db, tenant.id)
+    assert [r.action for r in rows] == [
+        "invoice.queued",
+        "invoice.sending",
+        "invoice.retry_wait",
+        "invoice.sending",
+        "invoice.accepted",
+    ]
+    assert rows[0].actor.startswith("apikey:")
+    assert rows[2].details["http_status"] == "503"
+    assert verdict.intact and verdict.checked_count >= 5

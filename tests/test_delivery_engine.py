@@ -43,12 +43,14 @@ async def test_an_fbr_outage_opens_the_circuit_and_recovery_closes_it(
             (response,) = await submit(stub, tenant, [proto_invoice(f"OUT-{i}") for i in range(20)])
             # Ingest keeps accepting while FBR is down.
             assert all(a.outcome == invoice_service_pb2.ACK_OUTCOME_ACCEPTED for a in response.acks)
-            (opened,) = await results_until(stub, tenant, 1)
+            (opened,) = await results_until(stub, tenant, 1, include_alerts=True)
             assert opened.event.kind == invoice_pb2.RESULT_KIND_ALERT
             assert opened.event.alert.kind == invoice_pb2.ALERT_KIND_FBR_CIRCUIT_OPEN
             assert opened.event.alert.endpoint == "di:sandbox"
             await simulator.start(port=port)  # FBR is back
-            events = await results_until(stub, tenant, 21, cursor=opened.cursor)
+            events = await results_until(
+                stub, tenant, 21, cursor=opened.cursor, include_alerts=True
+            )
     finally:
         await hub.stop(grace=1.0)
     kinds = [e.event.kind for e in events]
@@ -164,7 +166,7 @@ async def test_monitor_alerts_on_stuck_and_in_doubt_invoices(
     (health,) = await monitor.check()
     assert health.in_doubt == 1 and health.stuck == 2 and health.pending == 2
     assert await monitor.check()  # unchanged counts: no second alert
-    alerts = await results_until(invoices, tenant, 5)
+    alerts = await results_until(invoices, tenant, 5, include_alerts=True)
     kinds = [m.event.alert.kind for m in alerts if m.event.kind == invoice_pb2.RESULT_KIND_ALERT]
     assert sorted(kinds) == sorted(
         [invoice_pb2.ALERT_KIND_STUCK_INVOICES, invoice_pb2.ALERT_KIND_IN_DOUBT_INVOICES]

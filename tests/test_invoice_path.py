@@ -66,8 +66,14 @@ async def results_until(
     tenant: Tenant,
     count: int,
     cursor: str = "",
+    *,
+    include_alerts: bool = False,
 ) -> list[invoice_service_pb2.StreamResultsResponse]:
-    """Follow the results stream until ``count`` events arrived (heartbeats skipped)."""
+    """Follow the results stream until ``count`` events arrived.
+
+    Heartbeats are skipped, and so are queue alerts unless asked for: the hub's monitor may
+    raise one at any moment, which would make exact event sequences racy.
+    """
     call = stub.StreamResults(
         invoice_service_pb2.StreamResultsRequest(cursor=cursor, follow=True),
         metadata=tenant.metadata,
@@ -75,7 +81,8 @@ async def results_until(
     events = []
     async with asyncio.timeout(30):
         async for message in call:
-            if message.HasField("event"):
+            alert = message.event.kind == invoice_pb2.RESULT_KIND_ALERT
+            if message.HasField("event") and (include_alerts or not alert):
                 events.append(message)
                 if len(events) == count:
                     break

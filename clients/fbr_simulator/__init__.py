@@ -2,7 +2,11 @@
 
 - ``app``: :class:`FbrSimulator`, the server (auth, numbers, issued-number bookkeeping).
 - ``protocol``: FBR's response shapes and the JSON wire-type checks.
-- ``faults``: the scripted faults and the gateway's exact fault bodies.
+- ``faults``: the per-request faults and the gateway's exact fault bodies.
+- ``schedule``: the seeded :class:`FaultPlan` (latency, random faults, bursts, outages) and the
+  injector that decides each request's fault.
+- ``listener``: the listening socket, which a refusing outage closes and reopens.
+- ``control``: ``/__sim/stats`` and friends, for tests and demos running it as a process.
 - ``cli``: ``python -m clients.fbr_simulator`` (``fbrhub fbr-sim``).
 
 The invoice rules themselves are the hub's (:mod:`clients.fbr.rules`), never a copy.
@@ -12,5 +16,17 @@ from __future__ import annotations
 
 from clients.fbr_simulator.app import FbrSimulator, IssuedNumber, TokenGrant
 from clients.fbr_simulator.faults import Fault
+from clients.fbr_simulator.schedule import Burst, FaultPlan, Latency, Outage, OutageMode, Step
 
-__all__ = ["Fault", "FbrSimulator", "IssuedNumber", "TokenGrant"]
+__all__ = [
+    "Burst",
+    "Fault",
+    "FaultPlan",
+    "FbrSimulator",
+    "IssuedNumber",
+    "Latency",
+    "Outage",
+    "OutageMode",
+    "Step",
+    "TokenGrant",
+]

@@ -17,10 +17,14 @@ Debit notes: every accepted invoice is remembered with its ``invoiceDate``, so a
 most 180 days earlier (0034). :meth:`FbrSimulator.remember_invoice` seeds originals for tests.
 The reference-data endpoints (``refdata``) and the IMS POS endpoints (``pos``) are served too.
 
-Faults: a fixed ``latency`` before every answer, a seeded ``error_rate`` of WSO2 503 faults
-(answered before any processing) and a FIFO of scripted :class:`Fault` s, one per request,
-which take precedence over the random ones. Invalid JSON, or a body that is not a JSON
-object, gets HTTP 400 with a header-level ``validationResponse`` (no number issued).
+Faults follow a seeded :class:`~clients.fbr_simulator.schedule.FaultPlan` (latency
+distributions, random faults, bursts, outage windows) plus a FIFO of scripted
+:class:`Fault` s or :class:`Step` s, one per request, which take precedence over the plan
+(:mod:`clients.fbr_simulator.schedule`). A refusing outage closes the listening socket
+(:mod:`clients.fbr_simulator.listener`). A token may expire (:attr:`TokenGrant.expires_at`) or
+be revoked at runtime; either way it then gets WSO2's 401 900901. Invalid JSON, or a body that
+is not a JSON object, gets HTTP 400 with a header-level ``validationResponse`` (no number
+issued). ``/__sim/...`` (:mod:`clients.fbr_simulator.control`) reports what was issued.
 """
 
 from __future__ import annotations
@@ -28,10 +32,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hashlib
-import random
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -40,8 +43,10 @@ from aiohttp import web
 from clients.fbr.payload import INVOICE_TYPE_SALE, from_fbr_json
 from clients.fbr.refdata.snapshot import ReferenceData, SnapshotReferenceData, load_seed
 from clients.fbr.rules import ValidationContext, validate_invoice
-from clients.fbr_simulator import faults, pos, protocol, refdata
+from clients.fbr_simulator import control, faults, pos, protocol, refdata
 from clients.fbr_simulator.faults import Fault
+from clients.fbr_simulator.listener import Listener
+from clients.fbr_simulator.schedule import FaultInjector, FaultPlan, Latency, OutageMode, Step
 
 # Pakistan has kept UTC+5 without daylight saving since 2009; a fixed offset needs no tzdata.
 PAKISTAN_TIME = datetime.timezone(datetime.timedelta(hours=5), "PKT")
@@ -64,6 +69,8 @@ class TokenGrant:
     """``"sandbox"`` or ``"production"``."""
     scenarios: frozenset[str] | None = None
     """Sandbox scenarios assigned to the seller; None: all of SN001-SN028."""
+    expires_at: datetime.datetime | None = None
+    """When the token stops working (simulator clock; naive means UTC); None: never."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +88,10 @@ class IssuedNumber:
 
 def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def _aware(moment: datetime.datetime) -> datetime.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
 
 
 def _bad_request(dated: str, message: str) -> web.Response:
@@ -107,6 +118,7 @@ class FbrSimulator:
         latency: float = 0.0,
         error_rate: float = 0.0,
         seed: int = 0,
+        plan: FaultPlan | None = None,
         clock: Callable[[], datetime.datetime] | None = None,
         hang_seconds: float = 3600.0,
         reference_snapshot: Mapping[str, Any] | None = None,
@@ -115,26 +127,32 @@ class FbrSimulator:
 
         Args:
             tokens: security token -> whom it belongs to and for which environment.
-            latency: seconds to wait before answering every request.
-            error_rate: fraction of requests answered with a WSO2 503 gateway fault.
-            seed: seed of the random generator behind ``error_rate``.
+            latency: seconds to wait before answering every request (shorthand for a plan).
+            error_rate: fraction of requests answered with a WSO2 503 gateway fault (ditto).
+            seed: seed of the random generator behind ``error_rate`` (ditto).
+            plan: every fault to inject, instead of ``latency``/``error_rate``/``seed``.
             clock: the current time (aware; naive means UTC), for ``dated``, numbers and
                 the future-date rule.
             hang_seconds: how long :attr:`Fault.ACCEPT_THEN_HANG` withholds the answer.
             reference_snapshot: the reference lists served and judged by (default: the seed).
+
+        Raises:
+            ValueError: if both ``plan`` and one of ``latency``/``error_rate``/``seed`` are given.
         """
+        if plan is None:
+            plan = FaultPlan(seed=seed, latency=Latency.fixed(latency), error_rate=error_rate)
+        elif latency or error_rate or seed:
+            raise ValueError("give either a plan or latency/error_rate/seed, not both")
+        self.injector = FaultInjector(plan)
+        """Decides each request's fault and latency; its ``requests`` counts them."""
         self.tokens = dict(tokens)
-        self.latency = latency
-        self.error_rate = error_rate
         self.hang_seconds = hang_seconds
         self.issued: list[IssuedNumber] = []
         self.stats: Counter[tuple[str, str]] = Counter()
         """Requests by (endpoint name, outcome), e.g. ``("postinvoicedata_sb", "accepted")``;
         a fault answering before processing is the outcome itself (``"gateway_5xx"``)."""
         self.faults_applied: Counter[Fault] = Counter()
-        self._random = random.Random(seed)
         self._clock = clock or _utc_now
-        self._scripted: deque[Fault] = deque()
         self._issued_per_key: Counter[str] = Counter()
         self._last_millis = 0
         self.reference_snapshot: Mapping[str, Any] = reference_snapshot or load_seed()
@@ -143,13 +161,39 @@ class FbrSimulator:
         self._originals: dict[str, tuple[str, datetime.date]] = {}
         self.pos = pos.PosEndpoints(self)
         """The IMS POS channel: its issued numbers and per-USIN counts."""
-        self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         self._closing: asyncio.Event | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self.started_at: datetime.datetime | None = None
+        """The clock's reading at :meth:`start`, which relative outage windows count from."""
         self.base_url = ""
 
-    def script(self, *faults: Fault) -> None:
-        """Queue faults for the next requests, one each, in order."""
-        self._scripted.extend(faults)
+    @property
+    def plan(self) -> FaultPlan:
+        """The fault plan in force."""
+        return self.injector.plan
+
+    @property
+    def latency(self) -> float:
+        """The mean latency in seconds; setting it makes the latency fixed."""
+        return self.plan.latency.mean
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self.injector.plan = replace(self.plan, latency=Latency.fixed(seconds))
+
+    @property
+    def error_rate(self) -> float:
+        """Fraction of requests answered with a random WSO2 503."""
+        return self.plan.error_rate
+
+    @error_rate.setter
+    def error_rate(self, rate: float) -> None:
+        self.injector.plan = replace(self.plan, error_rate=rate)
+
+    def script(self, *steps: Fault | Step) -> None:
+        """Queue faults (or :class:`Step` s with a latency) for the next requests, in order."""
+        self.injector.script(steps)
 
     def issued_count(self, key: str) -> int:
         """How many numbers were issued under ``key`` (invoice id header or fingerprint)."""
@@ -175,6 +219,96 @@ class FbrSimulator:
         """Keys under which more than one number was issued, with their counts."""
         return {key: count for key, count in self._issued_per_key.items() if count > 1}
 
+    def summary(self, *, per_key: bool = False) -> dict[str, Any]:
+        """What the simulator did, as JSON-ready data (served at ``GET /__sim/stats``).
+
+        Args:
+            per_key: include ``issued_per_key``, the count under every key (may be large).
+        """
+        report: dict[str, Any] = {
+            "requests": self.injector.requests,
+            "issued": len(self.issued),
+            "keys": len(self._issued_per_key),
+            "duplicates": self.duplicates(),
+            "outcomes": {f"{e}/{o}": n for (e, o), n in sorted(self.stats.items())},
+            "faults": {f.value: n for f, n in self.faults_applied.items()},
+            "outage": None if (mode := self.outage_now()) is None else mode.value,
+            "pos": {
+                "issued": len(self.pos.issued),
+                "reused_usins": {f"{p}/{u}": n for (p, u), n in self.pos.reused_usins().items()},
+            },
+        }
+        if per_key:
+            report["issued_per_key"] = dict(self._issued_per_key)
+        return report
+
+    def add_token(
+        self,
+        token: str,
+        seller_ntn_cnic: str,
+        environment: str = "sandbox",
+        *,
+        expires_at: datetime.datetime | None = None,
+    ) -> None:
+        """Grant ``token`` to a seller (replacing any grant it had).
+
+        Raises:
+            ValueError: for an environment other than sandbox or production.
+        """
+        if environment not in {"sandbox", "production"}:
+            raise ValueError(f"unknown environment {environment!r}")
+        self.tokens[token] = TokenGrant(seller_ntn_cnic, environment, expires_at=expires_at)
+
+    def revoke_token(self, token: str) -> None:
+        """Forget ``token``: from now on it gets WSO2's 401 900901."""
+        self.tokens.pop(token, None)
+
+    def expire_token(self, token: str, at: datetime.datetime | None = None) -> None:
+        """Make ``token`` expire at ``at`` (default: now, by the simulator's clock).
+
+        Raises:
+            KeyError: if the token is unknown.
+        """
+        self.tokens[token] = replace(self.tokens[token], expires_at=at or self.now())
+
+    def rotate_token(
+        self, old: str, new: str, *, expires_at: datetime.datetime | None = None
+    ) -> None:
+        """Replace ``old`` by ``new`` for the same seller: ``old`` gets 401 from now on.
+
+        Raises:
+            KeyError: if ``old`` is unknown.
+        """
+        self.tokens[new] = replace(self.tokens.pop(old), expires_at=expires_at)
+
+    def outage_now(self) -> OutageMode | None:
+        """The outage in force now, if any."""
+        return self.injector.outage_at(self.now()) if self.injector.has_outages else None
+
+    async def begin_outage(self, mode: OutageMode) -> None:
+        """Take FBR down until :meth:`end_outage`, whatever the plan's windows say."""
+        self.injector.manual_outage = mode
+        await self.enforce_schedule()
+
+    async def end_outage(self) -> None:
+        """End the outage begun by :meth:`begin_outage` (the plan's windows still apply)."""
+        self.injector.manual_outage = None
+        await self.enforce_schedule()
+
+    async def enforce_schedule(self) -> OutageMode | None:
+        """Close or reopen the port as the outage in force now requires, and return it.
+
+        A background task does this on time by the clock; tests with an injected clock call it
+        after moving the clock, rather than waiting for that task.
+        """
+        outage = self.outage_now()
+        if self._listener is not None:
+            if outage is OutageMode.REFUSE:
+                await self._listener.refuse()
+            else:
+                await self._listener.accept()
+        return outage
+
     def application(self) -> web.Application:
         """The aiohttp application, for embedding in another server."""
         app = web.Application()
@@ -182,38 +316,81 @@ class FbrSimulator:
             app.router.add_post(path, self._handle)
         refdata.add_routes(app, self)
         self.pos.add_routes(app)
+        control.add_routes(app, self)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on ``host:port`` (0: any free port) and return the base URL."""
         self._closing = asyncio.Event()  # made here: it belongs to the running event loop
-        self._runner = web.AppRunner(self.application(), access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound_host, bound_port = self._runner.addresses[0][:2]
+        self._listener = Listener(self.application())
+        bound_host, bound_port = await self._listener.open(host, port)
         self.base_url = f"http://{bound_host}:{bound_port}"
+        self.started_at = self.now()
+        self.injector.anchor(self.started_at)
+        if any(outage.mode is OutageMode.REFUSE for outage in self.plan.outages):
+            self._follower = asyncio.create_task(self._follow_schedule())
         return self.base_url
 
     async def stop(self) -> None:
         """Stop listening; requests held by a hang fault are dropped, not left waiting."""
         if self._closing is not None:
             self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._follower is not None:
+            self._follower.cancel()
+            self._follower = None
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+
+    async def _follow_schedule(self) -> None:
+        # Wake at each window boundary, polling at least every 0.1 s for injected clocks.
+        while True:
+            outage = await self.enforce_schedule()
+            now = self.now()
+            upcoming = self.injector.boundaries_after(now)
+            if not upcoming and outage is None and self.injector.manual_outage is None:
+                return
+            delay = (upcoming[0] - now).total_seconds() if upcoming else 0.1
+            await asyncio.sleep(min(max(delay, 0.001), 0.1))
+
+    def next_request(self) -> tuple[Fault | None, float]:
+        """The fault (None: none) and latency of the next DI or POS request, in arrival order."""
+        now = self.now() if self.injector.has_outages else None
+        return self.injector.decide(now)
+
+    async def answer_before_processing(
+        self, request: web.Request, fault: Fault
+    ) -> web.StreamResponse:
+        """Answer (or not) instead of FBR, for a fault that comes before any processing."""
+        if fault is Fault.DROP:
+            return self._drop(request)
+        if fault is Fault.HANG:
+            await self._hang()
+            return self._drop(request)
+        return faults.fault_response(fault, self.plan.retry_after_seconds)
+
+    async def _hang(self) -> bool:
+        """Wait ``hang_seconds`` or until :meth:`stop`; True if stopping."""
+        if self._closing is None:
+            await asyncio.sleep(self.hang_seconds)
+            return False
+        try:
+            await asyncio.wait_for(self._closing.wait(), timeout=self.hang_seconds)
+        except TimeoutError:
+            return False
+        return True
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         environment, numbered = ENDPOINTS[request.path]
         endpoint = request.path.rsplit("/", 1)[1]
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        fault = self._next_fault()
+        fault, latency = self.next_request()
+        if latency:
+            await asyncio.sleep(latency)
         if fault is not None:
             self.faults_applied[fault] += 1
             if fault.before_processing:
                 self.stats[endpoint, fault.value] += 1
-                return faults.fault_response(fault)
+                return await self.answer_before_processing(request, fault)
         grant = self._authenticate(request, environment)
         if isinstance(grant, web.Response):
             self.stats[endpoint, "unauthorized"] += 1
@@ -236,15 +413,8 @@ class FbrSimulator:
         return await self._deliver(request, answer, fault)
 
     def next_fault(self) -> Fault | None:
-        """The fault for the next request (scripted first, then random), if any."""
-        return self._next_fault()
-
-    def _next_fault(self) -> Fault | None:
-        if self._scripted:
-            return self._scripted.popleft()
-        if self.error_rate and self._random.random() < self.error_rate:
-            return Fault.GATEWAY_5XX
-        return None
+        """The fault for the next request (scripted first, then the plan), if any."""
+        return self.next_request()[0]
 
     def authenticate(
         self, request: web.Request, environment: str | None
@@ -263,6 +433,8 @@ class FbrSimulator:
         grant = self.tokens.get(token)
         if grant is None or (environment is not None and grant.environment != environment):
             return faults.invalid_credentials()
+        if grant.expires_at is not None and self.now() >= _aware(grant.expires_at):
+            return faults.invalid_credentials()  # WSO2 says the same for an expired token
         return grant
 
     def _judge(
@@ -321,13 +493,10 @@ class FbrSimulator:
     async def _deliver(
         self, request: web.Request, answer: dict[str, Any], fault: Fault | None
     ) -> web.StreamResponse:
-        if fault is Fault.ACCEPT_THEN_HANG and self._closing is not None:
-            try:
-                await asyncio.wait_for(self._closing.wait(), timeout=self.hang_seconds)
-            except TimeoutError:
-                pass  # the hang ran its course: answer normally, very late
-            else:
+        if fault is Fault.ACCEPT_THEN_HANG:
+            if await self._hang():
                 return self._drop(request)  # shutting down: never answer
+            # else the hang ran its course: answer normally, very late
         elif fault is Fault.ACCEPT_THEN_DROP:
             return self._drop(request)
         elif fault is Fault.ACCEPT_THEN_500:

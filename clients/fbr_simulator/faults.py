@@ -27,13 +27,20 @@ class Fault(enum.Enum):
     HTML_200 = "html_200"
     """HTTP 200 carrying an HTML gateway page instead of JSON; nothing issued."""
     TOO_MANY_REQUESTS = "too_many_requests"
-    """HTTP 429 with ``Retry-After: 1`` and WSO2 throttling fault 900802; nothing issued."""
+    """HTTP 429 with ``Retry-After`` (1 s unless the plan says otherwise) and WSO2 throttling
+    fault 900802; nothing issued."""
     ACCEPT_THEN_HANG = "accept_then_hang"
     """The invoice is processed (a number issued if valid), then no answer for ``hang_seconds``."""
     ACCEPT_THEN_DROP = "accept_then_drop"
     """The invoice is processed (a number issued if valid), then the connection is closed."""
     ACCEPT_THEN_500 = "accept_then_500"
     """The invoice is processed (a number issued if valid), then a plain HTTP 500 is sent."""
+    HANG = "hang"
+    """The request is read, then neither processed nor answered for ``hang_seconds``, then the
+    connection is closed: a read timeout at the caller; nothing issued, but it cannot know."""
+    DROP = "drop"
+    """The connection is closed before the request is processed; nothing issued, but the caller
+    cannot know (also what a request on an open connection meets in a refusing outage)."""
     TRAILING_COMMA = "trailing_comma"
     """The normal answer, written like the sandbox sometimes does: trailing commas before
     ``}``/``]`` and ``itemSNo`` as a number rather than a string."""
@@ -45,8 +52,17 @@ class Fault(enum.Enum):
 
 
 _BEFORE_PROCESSING = frozenset(
-    {Fault.GATEWAY_5XX, Fault.HTTP_500_PLAIN, Fault.HTML_200, Fault.TOO_MANY_REQUESTS}
+    {
+        Fault.GATEWAY_5XX,
+        Fault.HTTP_500_PLAIN,
+        Fault.HTML_200,
+        Fault.TOO_MANY_REQUESTS,
+        Fault.HANG,
+        Fault.DROP,
+    }
 )
+# Before-processing faults answered by closing the connection, not by a response.
+WITHOUT_RESPONSE = frozenset({Fault.HANG, Fault.DROP})
 
 _MISSING_CREDENTIALS = orjson.dumps(
     {
@@ -110,19 +126,26 @@ def contact_administrator() -> web.Response:
     return web.Response(status=500, text="Contact Administrator", content_type="text/plain")
 
 
-def fault_response(fault: Fault) -> web.Response:
-    """The response for a fault that answers before the invoice is processed."""
+def fault_response(fault: Fault, retry_after_seconds: int = 1) -> web.Response:
+    """The response for a fault that answers before the invoice is processed.
+
+    Raises:
+        ValueError: for a fault that answers after processing, or without a response.
+    """
     if fault is Fault.GATEWAY_5XX:
         return web.Response(status=503, body=_BACKEND_UNREACHABLE, content_type=_JSON)
     if fault is Fault.TOO_MANY_REQUESTS:
         return web.Response(
-            status=429, body=_THROTTLED, content_type=_JSON, headers={"Retry-After": "1"}
+            status=429,
+            body=_THROTTLED,
+            content_type=_JSON,
+            headers={"Retry-After": str(retry_after_seconds)},
         )
     if fault is Fault.HTML_200:
         return web.Response(status=200, text=_HTML_PAGE, content_type="text/html")
     if fault is Fault.HTTP_500_PLAIN:
         return contact_administrator()
-    raise ValueError(f"{fault} answers after processing")
+    raise ValueError(f"{fault} answers after processing or without a response")
 
 
 def quirky_json(value: Any) -> str:

@@ -11,11 +11,12 @@ documented shapes (``response_style``): ``"cloud"`` (the KB's cloud example,
 ``FBRInvoiceNumber`` as a JSON *number*) or ``"local"`` (``InvoiceNumber`` as a string, with
 ``Errors: null``). FBR's answer to a reused USIN is undocumented (§5): the simulator issues
 again and counts it (:meth:`PosEndpoints.usin_count`), so tests can prove the hub never reuses.
-Scripted faults of the simulator apply here too.
+The simulator's fault schedule (scripted steps, latency, outages) applies here too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections import Counter
 from dataclasses import dataclass
@@ -92,11 +93,13 @@ class PosEndpoints:
     async def _handle(self, request: web.Request, environment: str) -> web.StreamResponse:
         simulator = self._simulator
         stats_key = f"pos_{environment}"
-        fault = simulator.next_fault()  # one fault queue for both channels
+        fault, latency = simulator.next_request()  # one fault schedule for both channels
+        if latency:
+            await asyncio.sleep(latency)
         if fault is not None and fault.before_processing:
             simulator.faults_applied[fault] += 1
             simulator.stats[stats_key, fault.value] += 1
-            return faults.fault_response(fault)
+            return await simulator.answer_before_processing(request, fault)
         grant = simulator.authenticate(request, environment)
         if isinstance(grant, web.Response):
             simulator.stats[stats_key, "unauthorized"] += 1

@@ -22,6 +22,106 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _PaymentMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PaymentModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYMENT_MODE_UNSPECIFIED: _PaymentMode.ValueType  # 0
+    """Not set; rejected."""
+    PAYMENT_MODE_CASH: _PaymentMode.ValueType  # 1
+    """Cash."""
+    PAYMENT_MODE_CARD: _PaymentMode.ValueType  # 2
+    """Card."""
+    PAYMENT_MODE_GIFT_VOUCHER: _PaymentMode.ValueType  # 3
+    """Gift voucher."""
+    PAYMENT_MODE_LOYALTY_CARD: _PaymentMode.ValueType  # 4
+    """Loyalty card."""
+    PAYMENT_MODE_MIXED: _PaymentMode.ValueType  # 5
+    """Mixed."""
+    PAYMENT_MODE_CHEQUE: _PaymentMode.ValueType  # 6
+    """Cheque."""
+
+class PaymentMode(_PaymentMode, metaclass=_PaymentModeEnumTypeWrapper):
+    """IMS payment modes (the enum values are FBR's codes)."""
+
+PAYMENT_MODE_UNSPECIFIED: PaymentMode.ValueType  # 0
+"""Not set; rejected."""
+PAYMENT_MODE_CASH: PaymentMode.ValueType  # 1
+"""Cash."""
+PAYMENT_MODE_CARD: PaymentMode.ValueType  # 2
+"""Card."""
+PAYMENT_MODE_GIFT_VOUCHER: PaymentMode.ValueType  # 3
+"""Gift voucher."""
+PAYMENT_MODE_LOYALTY_CARD: PaymentMode.ValueType  # 4
+"""Loyalty card."""
+PAYMENT_MODE_MIXED: PaymentMode.ValueType  # 5
+"""Mixed."""
+PAYMENT_MODE_CHEQUE: PaymentMode.ValueType  # 6
+"""Cheque."""
+Global___PaymentMode: _TypeAlias = PaymentMode  # noqa: Y015
+
+class _PosInvoiceType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PosInvoiceTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PosInvoiceType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    POS_INVOICE_TYPE_UNSPECIFIED: _PosInvoiceType.ValueType  # 0
+    """Not set; rejected."""
+    POS_INVOICE_TYPE_NEW: _PosInvoiceType.ValueType  # 1
+    """A new sale."""
+    POS_INVOICE_TYPE_DEBIT: _PosInvoiceType.ValueType  # 2
+    """A debit invoice; needs `ref_usin`."""
+    POS_INVOICE_TYPE_CREDIT: _PosInvoiceType.ValueType  # 3
+    """A credit invoice (return); needs `ref_usin`."""
+
+class PosInvoiceType(_PosInvoiceType, metaclass=_PosInvoiceTypeEnumTypeWrapper):
+    """IMS header invoice types (the enum values are FBR's codes)."""
+
+POS_INVOICE_TYPE_UNSPECIFIED: PosInvoiceType.ValueType  # 0
+"""Not set; rejected."""
+POS_INVOICE_TYPE_NEW: PosInvoiceType.ValueType  # 1
+"""A new sale."""
+POS_INVOICE_TYPE_DEBIT: PosInvoiceType.ValueType  # 2
+"""A debit invoice; needs `ref_usin`."""
+POS_INVOICE_TYPE_CREDIT: PosInvoiceType.ValueType  # 3
+"""A credit invoice (return); needs `ref_usin`."""
+Global___PosInvoiceType: _TypeAlias = PosInvoiceType  # noqa: Y015
+
+class _PosItemType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PosItemTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PosItemType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    POS_ITEM_TYPE_UNSPECIFIED: _PosItemType.ValueType  # 0
+    """Not set; rejected."""
+    POS_ITEM_TYPE_NEW: _PosItemType.ValueType  # 1
+    """A new sale line."""
+    POS_ITEM_TYPE_CREDIT: _PosItemType.ValueType  # 3
+    """A credit (return) line."""
+    POS_ITEM_TYPE_THIRD_SCHEDULE_NEW: _PosItemType.ValueType  # 11
+    """A 3rd Schedule sale line (tax on retail price)."""
+    POS_ITEM_TYPE_THIRD_SCHEDULE_CREDIT: _PosItemType.ValueType  # 12
+    """A 3rd Schedule credit line."""
+
+class PosItemType(_PosItemType, metaclass=_PosItemTypeEnumTypeWrapper):
+    """IMS item invoice types (the enum values are FBR's codes)."""
+
+POS_ITEM_TYPE_UNSPECIFIED: PosItemType.ValueType  # 0
+"""Not set; rejected."""
+POS_ITEM_TYPE_NEW: PosItemType.ValueType  # 1
+"""A new sale line."""
+POS_ITEM_TYPE_CREDIT: PosItemType.ValueType  # 3
+"""A credit (return) line."""
+POS_ITEM_TYPE_THIRD_SCHEDULE_NEW: PosItemType.ValueType  # 11
+"""A 3rd Schedule sale line (tax on retail price)."""
+POS_ITEM_TYPE_THIRD_SCHEDULE_CREDIT: PosItemType.ValueType  # 12
+"""A 3rd Schedule credit line."""
+Global___PosItemType: _TypeAlias = PosItemType  # noqa: Y015
+
 class _InvoiceType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -140,6 +240,8 @@ class _FbrChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FbrChannel
     """Never used."""
     FBR_CHANNEL_DIGITAL_INVOICING: _FbrChannel.ValueType  # 1
     """FBR Digital Invoicing API (PRAL)."""
+    FBR_CHANNEL_POS: _FbrChannel.ValueType  # 2
+    """FBR POS fiscal API (IMS) for Tier-1 retailers."""
 
 class FbrChannel(_FbrChannel, metaclass=_FbrChannelEnumTypeWrapper):
     """The FBR API an invoice is delivered to."""
@@ -148,6 +250,8 @@ FBR_CHANNEL_UNSPECIFIED: FbrChannel.ValueType  # 0
 """Never used."""
 FBR_CHANNEL_DIGITAL_INVOICING: FbrChannel.ValueType  # 1
 """FBR Digital Invoicing API (PRAL)."""
+FBR_CHANNEL_POS: FbrChannel.ValueType  # 2
+"""FBR POS fiscal API (IMS) for Tier-1 retailers."""
 Global___FbrChannel: _TypeAlias = FbrChannel  # noqa: Y015
 
 class _AttemptOutcome:
@@ -291,6 +395,7 @@ class Invoice(_message.Message):
     INVOICE_REF_NO_FIELD_NUMBER: _builtins.int
     SCENARIO_ID_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
+    POS_FIELD_NUMBER: _builtins.int
     erp_reference: _builtins.str
     """The ERP's own reference for this invoice, unique per tenant (1 to 100 characters).
     Sending the same reference again returns the stored outcome instead of a second invoice.
@@ -317,7 +422,14 @@ class Invoice(_message.Message):
     """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___InvoiceItem]:
-        """The invoice lines, at least one."""
+        """The invoice lines, at least one (Digital Invoicing)."""
+
+    @_builtins.property
+    def pos(self) -> Global___PosInvoice:
+        """For tenants on FBR's POS (IMS fiscal) channel instead of Digital Invoicing: the POS
+        invoice. The DI fields above are then left empty, and `erp_reference` is the USIN (the
+        seller's unique invoice number at the POS).
+        """
 
     def __init__(
         self,
@@ -333,14 +445,140 @@ class Invoice(_message.Message):
         invoice_ref_no: _builtins.str = ...,
         scenario_id: _builtins.str = ...,
         items: _abc.Iterable[Global___InvoiceItem] | None = ...,
+        pos: Global___PosInvoice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pos", b"pos"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["buyer_address", b"buyer_address", "buyer_business_name", b"buyer_business_name", "buyer_ntn_cnic", b"buyer_ntn_cnic", "buyer_province", b"buyer_province", "buyer_registration_type", b"buyer_registration_type", "erp_reference", b"erp_reference", "invoice_date", b"invoice_date", "invoice_ref_no", b"invoice_ref_no", "invoice_type", b"invoice_type", "items", b"items", "scenario_id", b"scenario_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buyer_address", b"buyer_address", "buyer_business_name", b"buyer_business_name", "buyer_ntn_cnic", b"buyer_ntn_cnic", "buyer_province", b"buyer_province", "buyer_registration_type", b"buyer_registration_type", "erp_reference", b"erp_reference", "invoice_date", b"invoice_date", "invoice_ref_no", b"invoice_ref_no", "invoice_type", b"invoice_type", "items", b"items", "pos", b"pos", "scenario_id", b"scenario_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Invoice: _TypeAlias = Invoice  # noqa: Y015
+
+@_typing.final
+class PosInvoice(_message.Message):
+    """A Tier-1 retailer's invoice for FBR's POS fiscal API (IMS, research §2). The POSID is the
+    tenant's; header totals are computed by the hub from the lines. The Re 1 POS service fee is
+    not part of the payload: it is a separate charge (see GetPrintData).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_TIME_FIELD_NUMBER: _builtins.int
+    PAYMENT_MODE_FIELD_NUMBER: _builtins.int
+    INVOICE_TYPE_FIELD_NUMBER: _builtins.int
+    REF_USIN_FIELD_NUMBER: _builtins.int
+    BUYER_NAME_FIELD_NUMBER: _builtins.int
+    BUYER_NTN_FIELD_NUMBER: _builtins.int
+    BUYER_CNIC_FIELD_NUMBER: _builtins.int
+    BUYER_PHONE_NUMBER_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    date_time: _builtins.str
+    """Invoice date and time, "YYYY-MM-DD HH:MM:SS" (IMS `DateTime`)."""
+    payment_mode: Global___PaymentMode.ValueType
+    """How the customer paid (IMS `PaymentMode`)."""
+    invoice_type: Global___PosInvoiceType.ValueType
+    """New, debit or credit invoice (IMS header `InvoiceType`)."""
+    ref_usin: _builtins.str
+    """For a debit or credit invoice: the USIN of the original (IMS `RefUSIN`)."""
+    buyer_name: _builtins.str
+    """Buyer name; required for business buyers and invoices above Rs 100,000 (IMS `BuyerName`)."""
+    buyer_ntn: _builtins.str
+    """Buyer NTN, 7 digits with an optional check digit "1234567-8" (IMS `BuyerNTN`)."""
+    buyer_cnic: _builtins.str
+    """Buyer CNIC, 13 digits without dashes (IMS `BuyerCNIC`)."""
+    buyer_phone_number: _builtins.str
+    """Buyer phone number (IMS `BuyerPhoneNumber`)."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___PosItem]:
+        """The lines, at least one."""
+
+    def __init__(
+        self,
+        *,
+        date_time: _builtins.str = ...,
+        payment_mode: Global___PaymentMode.ValueType = ...,
+        invoice_type: Global___PosInvoiceType.ValueType = ...,
+        ref_usin: _builtins.str = ...,
+        buyer_name: _builtins.str = ...,
+        buyer_ntn: _builtins.str = ...,
+        buyer_cnic: _builtins.str = ...,
+        buyer_phone_number: _builtins.str = ...,
+        items: _abc.Iterable[Global___PosItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buyer_cnic", b"buyer_cnic", "buyer_name", b"buyer_name", "buyer_ntn", b"buyer_ntn", "buyer_phone_number", b"buyer_phone_number", "date_time", b"date_time", "invoice_type", b"invoice_type", "items", b"items", "payment_mode", b"payment_mode", "ref_usin", b"ref_usin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PosInvoice: _TypeAlias = PosInvoice  # noqa: Y015
+
+@_typing.final
+class PosItem(_message.Message):
+    """One line of a POS invoice. Amounts are decimal strings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_CODE_FIELD_NUMBER: _builtins.int
+    ITEM_NAME_FIELD_NUMBER: _builtins.int
+    PCT_CODE_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    TAX_RATE_FIELD_NUMBER: _builtins.int
+    SALE_VALUE_FIELD_NUMBER: _builtins.int
+    DISCOUNT_FIELD_NUMBER: _builtins.int
+    FURTHER_TAX_FIELD_NUMBER: _builtins.int
+    TAX_CHARGED_FIELD_NUMBER: _builtins.int
+    TOTAL_AMOUNT_FIELD_NUMBER: _builtins.int
+    ITEM_TYPE_FIELD_NUMBER: _builtins.int
+    REF_USIN_FIELD_NUMBER: _builtins.int
+    item_code: _builtins.str
+    """The retailer's item code (IMS `ItemCode`)."""
+    item_name: _builtins.str
+    """Item name (IMS `ItemName`)."""
+    pct_code: _builtins.str
+    """Pakistan Customs Tariff code, up to 8 digits without a dot (IMS `PCTCode`)."""
+    quantity: _builtins.str
+    """Quantity (IMS `Quantity`)."""
+    tax_rate: _builtins.str
+    """Tax rate in percent as a number, e.g. "17" (IMS `TaxRate`)."""
+    sale_value: _builtins.str
+    """Sale value excluding tax and discount (IMS `SaleValue`)."""
+    discount: _builtins.str
+    """Discount (IMS `Discount`)."""
+    further_tax: _builtins.str
+    """Further tax (IMS `FurtherTax`)."""
+    tax_charged: _builtins.str
+    """Tax charged (IMS `TaxCharged`)."""
+    total_amount: _builtins.str
+    """Line total (IMS `TotalAmount`)."""
+    item_type: Global___PosItemType.ValueType
+    """New, credit, or their 3rd Schedule variants (IMS item `InvoiceType`)."""
+    ref_usin: _builtins.str
+    """For a credit line: the USIN of the original (IMS item `RefUSIN`)."""
+    def __init__(
+        self,
+        *,
+        item_code: _builtins.str = ...,
+        item_name: _builtins.str = ...,
+        pct_code: _builtins.str = ...,
+        quantity: _builtins.str = ...,
+        tax_rate: _builtins.str = ...,
+        sale_value: _builtins.str = ...,
+        discount: _builtins.str = ...,
+        further_tax: _builtins.str = ...,
+        tax_charged: _builtins.str = ...,
+        total_amount: _builtins.str = ...,
+        item_type: Global___PosItemType.ValueType = ...,
+        ref_usin: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount", b"discount", "further_tax", b"further_tax", "item_code", b"item_code", "item_name", b"item_name", "item_type", b"item_type", "pct_code", b"pct_code", "quantity", b"quantity", "ref_usin", b"ref_usin", "sale_value", b"sale_value", "tax_charged", b"tax_charged", "tax_rate", b"tax_rate", "total_amount", b"total_amount"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PosItem: _TypeAlias = PosItem  # noqa: Y015
 
 @_typing.final
 class InvoiceItem(_message.Message):
@@ -452,6 +690,8 @@ class InvoiceRecord(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     CHANNEL_FIELD_NUMBER: _builtins.int
+    ORIGINAL_INVOICE_ID_FIELD_NUMBER: _builtins.int
+    DEBIT_NOTE_IDS_FIELD_NUMBER: _builtins.int
     invoice_id: _builtins.str
     """The hub's id for the invoice."""
     erp_reference: _builtins.str
@@ -464,6 +704,10 @@ class InvoiceRecord(_message.Message):
     """FBR's `dated` value, exactly as FBR returned it (Pakistan time, opaque)."""
     channel: Global___FbrChannel.ValueType
     """Which FBR API the invoice goes to."""
+    original_invoice_id: _builtins.str
+    """For a debit note: the hub's id of the original invoice it corrects (found by its FBR
+    number in `invoice.invoice_ref_no`); empty if the original is not in the hub.
+    """
     @_builtins.property
     def invoice(self) -> Global___Invoice:
         """The invoice as submitted by the ERP."""
@@ -488,6 +732,10 @@ class InvoiceRecord(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the invoice last changed."""
 
+    @_builtins.property
+    def debit_note_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """For an original invoice: the hub's ids of the debit notes that reference it."""
+
     def __init__(
         self,
         *,
@@ -503,10 +751,12 @@ class InvoiceRecord(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         channel: Global___FbrChannel.ValueType = ...,
+        original_invoice_id: _builtins.str = ...,
+        debit_note_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "error", b"error", "invoice", b"invoice", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "create_time", b"create_time", "erp_reference", b"erp_reference", "error", b"error", "fbr_dated", b"fbr_dated", "fbr_invoice_number", b"fbr_invoice_number", "invoice", b"invoice", "invoice_id", b"invoice_id", "item_statuses", b"item_statuses", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "create_time", b"create_time", "debit_note_ids", b"debit_note_ids", "erp_reference", b"erp_reference", "error", b"error", "fbr_dated", b"fbr_dated", "fbr_invoice_number", b"fbr_invoice_number", "invoice", b"invoice", "invoice_id", b"invoice_id", "item_statuses", b"item_statuses", "original_invoice_id", b"original_invoice_id", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -569,3 +569,81 @@ class RetryInvoiceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetryInvoiceResponse: _TypeAlias = RetryInvoiceResponse  # noqa: Y015
+
+@_typing.final
+class GetPrintDataRequest(_message.Message):
+    """Request for GetPrintData. Set exactly one of the two fields."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    ERP_REFERENCE_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    """The hub's id for the invoice."""
+    erp_reference: _builtins.str
+    """Or the ERP's reference."""
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        erp_reference: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["erp_reference", b"erp_reference", "invoice_id", b"invoice_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPrintDataRequest: _TypeAlias = GetPrintDataRequest  # noqa: Y015
+
+@_typing.final
+class GetPrintDataResponse(_message.Message):
+    """Response for GetPrintData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FBR_INVOICE_NUMBER_FIELD_NUMBER: _builtins.int
+    FBR_DATED_FIELD_NUMBER: _builtins.int
+    QR_PNG_FIELD_NUMBER: _builtins.int
+    QR_SVG_FIELD_NUMBER: _builtins.int
+    QR_VERSION_FIELD_NUMBER: _builtins.int
+    QR_ERROR_CORRECTION_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    POS_SERVICE_FEE_FIELD_NUMBER: _builtins.int
+    fbr_invoice_number: _builtins.str
+    """The FBR invoice (or POS fiscal) number to print."""
+    fbr_dated: _builtins.str
+    """FBR's `dated` value (empty for POS, which returns none)."""
+    qr_png: _builtins.bytes
+    """The QR code as a PNG image (print it at 1 x 1 inch for DI, 7 x 7 mm for POS)."""
+    qr_svg: _builtins.bytes
+    """The same QR code as SVG."""
+    qr_version: _builtins.int
+    """QR version (2, i.e. 25 x 25 modules)."""
+    qr_error_correction: _builtins.str
+    """QR error-correction level used ("L", "M", "Q" or "H")."""
+    channel: _invoice_pb2.FbrChannel.ValueType
+    """Which FBR API issued the number."""
+    pos_service_fee: _builtins.str
+    """POS only: the Re 1 FBR POS service fee charged to the customer beside the invoice total
+    (SRO 1279(I)/2021), as a decimal string; empty for DI.
+    """
+    def __init__(
+        self,
+        *,
+        fbr_invoice_number: _builtins.str = ...,
+        fbr_dated: _builtins.str = ...,
+        qr_png: _builtins.bytes = ...,
+        qr_svg: _builtins.bytes = ...,
+        qr_version: _builtins.int = ...,
+        qr_error_correction: _builtins.str = ...,
+        channel: _invoice_pb2.FbrChannel.ValueType = ...,
+        pos_service_fee: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "fbr_dated", b"fbr_dated", "fbr_invoice_number", b"fbr_invoice_number", "pos_service_fee", b"pos_service_fee", "qr_error_correction", b"qr_error_correction", "qr_png", b"qr_png", "qr_svg", b"qr_svg", "qr_version", b"qr_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPrintDataResponse: _TypeAlias = GetPrintDataResponse  # noqa: Y015

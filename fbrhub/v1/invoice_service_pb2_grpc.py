@@ -73,6 +73,11 @@ class InvoiceServiceStub:
                 request_serializer=fbrhub_dot_v1_dot_invoice__service__pb2.RetryInvoiceRequest.SerializeToString,
                 response_deserializer=fbrhub_dot_v1_dot_invoice__service__pb2.RetryInvoiceResponse.FromString,
                 _registered_method=True)
+        self.GetPrintData = channel.unary_unary(
+                '/fbrhub.v1.InvoiceService/GetPrintData',
+                request_serializer=fbrhub_dot_v1_dot_invoice__service__pb2.GetPrintDataRequest.SerializeToString,
+                response_deserializer=fbrhub_dot_v1_dot_invoice__service__pb2.GetPrintDataResponse.FromString,
+                _registered_method=True)
 
 
 class InvoiceServiceServicer:
@@ -143,6 +148,15 @@ class InvoiceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPrintData(self, request, context):
+        """Returns what a printed invoice needs once FBR has accepted it: the FBR number, `dated`
+        and the QR code (version 2, 25x25, encoding the FBR number) as PNG and SVG.
+        FAILED_PRECONDITION unless the invoice is ACCEPTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InvoiceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +194,11 @@ def add_InvoiceServiceServicer_to_server(servicer, server):
                     servicer.RetryInvoice,
                     request_deserializer=fbrhub_dot_v1_dot_invoice__service__pb2.RetryInvoiceRequest.FromString,
                     response_serializer=fbrhub_dot_v1_dot_invoice__service__pb2.RetryInvoiceResponse.SerializeToString,
+            ),
+            'GetPrintData': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPrintData,
+                    request_deserializer=fbrhub_dot_v1_dot_invoice__service__pb2.GetPrintDataRequest.FromString,
+                    response_serializer=fbrhub_dot_v1_dot_invoice__service__pb2.GetPrintDataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -375,6 +394,33 @@ class InvoiceService:
             '/fbrhub.v1.InvoiceService/RetryInvoice',
             fbrhub_dot_v1_dot_invoice__service__pb2.RetryInvoiceRequest.SerializeToString,
             fbrhub_dot_v1_dot_invoice__service__pb2.RetryInvoiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPrintData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fbrhub.v1.InvoiceService/GetPrintData',
+            fbrhub_dot_v1_dot_invoice__service__pb2.GetPrintDataRequest.SerializeToString,
+            fbrhub_dot_v1_dot_invoice__service__pb2.GetPrintDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,11 @@ class InvoiceServiceStub:
     resending cannot create a second fiscal invoice. FAILED_PRECONDITION unless the invoice
     is REJECTED_FBR; INVALID_ARGUMENT (with field violations) if the correction is invalid.
     """
+    GetPrintData: _grpc.UnaryUnaryMultiCallable[_invoice_service_pb2.GetPrintDataRequest, _invoice_service_pb2.GetPrintDataResponse]
+    """Returns what a printed invoice needs once FBR has accepted it: the FBR number, `dated`
+    and the QR code (version 2, 25x25, encoding the FBR number) as PNG and SVG.
+    FAILED_PRECONDITION unless the invoice is ACCEPTED.
+    """
 
 @_typing.type_check_only
 class InvoiceServiceAsyncStub(InvoiceServiceStub):
@@ -106,6 +111,11 @@ class InvoiceServiceAsyncStub(InvoiceServiceStub):
     content under the same ERP reference. FBR issued no number for a rejected invoice, so
     resending cannot create a second fiscal invoice. FAILED_PRECONDITION unless the invoice
     is REJECTED_FBR; INVALID_ARGUMENT (with field violations) if the correction is invalid.
+    """
+    GetPrintData: _aio.UnaryUnaryMultiCallable[_invoice_service_pb2.GetPrintDataRequest, _invoice_service_pb2.GetPrintDataResponse]  # type: ignore[assignment]
+    """Returns what a printed invoice needs once FBR has accepted it: the FBR number, `dated`
+    and the QR code (version 2, 25x25, encoding the FBR number) as PNG and SVG.
+    FAILED_PRECONDITION unless the invoice is ACCEPTED.
     """
 
 class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -185,6 +195,17 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
         content under the same ERP reference. FBR issued no number for a rejected invoice, so
         resending cannot create a second fiscal invoice. FAILED_PRECONDITION unless the invoice
         is REJECTED_FBR; INVALID_ARGUMENT (with field violations) if the correction is invalid.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPrintData(
+        self,
+        request: _invoice_service_pb2.GetPrintDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_service_pb2.GetPrintDataResponse, _abc.Awaitable[_invoice_service_pb2.GetPrintDataResponse]]:
+        """Returns what a printed invoice needs once FBR has accepted it: the FBR number, `dated`
+        and the QR code (version 2, 25x25, encoding the FBR number) as PNG and SVG.
+        FAILED_PRECONDITION unless the invoice is ACCEPTED.
         """
 
 def add_InvoiceServiceServicer_to_server(servicer: InvoiceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

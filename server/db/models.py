@@ -105,6 +105,13 @@ class Tenant(Base):
     province: Mapped[str] = mapped_column(String(64))
     address: Mapped[str] = mapped_column(String(300))
     fbr_environment: Mapped[str] = mapped_column(String(16))
+    # Which FBR API the tenant's invoices go to: "di" (Digital Invoicing) or "pos" (IMS).
+    channel: Mapped[str] = mapped_column(String(8), default="di", server_default="di")
+    # POS channel only: the POSID FBR registered for the tenant's point of sale.
+    pos_id: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # Sandbox only: the scenarios (SN001...) FBR assigned to the seller, comma-separated;
+    # NULL means all of them.
+    assigned_scenarios: Mapped[str | None] = mapped_column(String(300), nullable=True)
     # Encrypted at rest (server.crypto); the attribute holds the plain token.
     fbr_token: Mapped[str] = mapped_column(EncryptedString(1024))
     # Last sequence number handed to a result event of this tenant. Incremented under the
@@ -139,6 +146,9 @@ class Invoice(Base):
         # Claims are per tenant (pacing and fairness): tenant first.
         Index("ix_invoices_tenant_due", "tenant_id", "state", "next_attempt_at"),
         Index("ix_invoices_tenant_created", "tenant_id", "created_at", "id"),
+        # Debit notes find their original by FBR number.
+        Index("ix_invoices_tenant_fbr_number", "tenant_id", "fbr_invoice_number"),
+        Index("ix_invoices_original", "original_invoice_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -155,6 +165,8 @@ class Invoice(Base):
     # ingest; the FBR request body is a pure function of it.
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     fbr_invoice_number: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # For a debit note: the original invoice (in this hub) that its invoice_ref_no names.
+    original_invoice_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     fbr_dated: Mapped[str | None] = mapped_column(String(40), nullable=True)
     item_statuses: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     # {"reason", "message", "violations": [{"path", "fbr_error_code", "message"}]}
@@ -199,4 +211,15 @@ class ResultEvent(Base):
     kind: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     # erp_reference, state, fbr_invoice_number, fbr_dated, error (no raw FBR body).
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ReferenceSnapshot(Base):
+    """A copy of FBR's reference lists (``fbrhub refdata sync``); the newest one is used."""
+
+    __tablename__ = "reference_snapshots"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    fetched_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    source: Mapped[str] = mapped_column(String(200))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db.engine import Database
 from server.db.models import ApiKey
 from server.db.privacy_models import AuditChainHead, AuditEvent
-from server.domain.notify import Notifier
+from server.domain.notify import Notifier, publish
 
 SYSTEM_TENANT = uuid.UUID(int=0)
 GENESIS_HASH = "0" * 64
@@ -194,6 +194,25 @@ async def append_audit_events(
             .values(last_seq=seq, last_hash=prev)
         )
     await session.execute(insert(AuditEvent), rows)
+    await publish(session, (audit_topic(t) for t in by_tenant))
+
+
+def invoice_event(
+    tenant_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    action: str,
+    *,
+    actor: str,
+    **details: str,
+) -> NewAuditEvent:
+    """An invoice state change (``invoice.<state>``) for the audit trail: ids and codes only."""
+    return NewAuditEvent(
+        tenant_id=tenant_id,
+        actor=actor,
+        action=f"invoice.{action}",
+        resource=f"invoices/{invoice_id}",
+        details={k: v for k, v in details.items() if v},
+    )
 
 
 async def record_audit(

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from clients.fbr.payload import to_fbr_json
+from clients.fbr.pos.payload import to_ims_json
 from clients.fbr.responses import DeliveryOutcome, OutcomeKind
 from server import metrics
 from server.db.engine import Database
@@ -50,9 +51,13 @@ logger = logging.getLogger(__name__)
 
 
 class FbrSender(Protocol):
-    """What the forwarder needs of the FBR client."""
+    """What the forwarder needs of the FBR client (one method per FBR channel)."""
 
     async def post_invoice(
+        self, body: Mapping[str, Any], *, token: str, environment: str, request_id: str = ""
+    ) -> DeliveryOutcome: ...
+
+    async def post_pos_invoice(
         self, body: Mapping[str, Any], *, token: str, environment: str, request_id: str = ""
     ) -> DeliveryOutcome: ...
 
@@ -97,7 +102,7 @@ class ForwarderConfig:
 
 def endpoint_of(tenant: TenantProfile) -> str:
     """The FBR endpoint a tenant's invoices go to (one breaker and limit per endpoint)."""
-    return f"di:{tenant.fbr_environment}"
+    return f"{tenant.channel}:{tenant.fbr_environment}"
 
 
 def health_signal(outcome: DeliveryOutcome) -> Signal:
@@ -342,8 +347,12 @@ class Forwarder:
     async def _deliver(self, claimed: Claimed, endpoint: str) -> None:
         started = self._monotonic()
         try:
-            outcome = await self._fbr.post_invoice(
-                to_fbr_json(claimed.body),
+            if claimed.body.get("channel") == "pos":
+                post, body = self._fbr.post_pos_invoice, to_ims_json(claimed.body)
+            else:
+                post, body = self._fbr.post_invoice, to_fbr_json(claimed.body)
+            outcome = await post(
+                body,
                 token=claimed.tenant.fbr_token,
                 environment=claimed.tenant.fbr_environment,
                 request_id=str(claimed.invoice_id),

@@ -28,15 +28,20 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clients.fbr.payload import NormalisedInvoice
-from clients.fbr.rules import ValidationContext, validate_invoice
 from server.db.engine import Database
 from server.db.models import Invoice, InvoiceState
+from server.domain.audit import append_audit_events, audit_topic, invoice_event
 from server.domain.notify import Notifier, publish
+from server.domain.reference_data import ReferenceStore
 from server.domain.tenants import TenantProfile
+from server.domain.validation import (
+    MAX_REFERENCE_LENGTH,
+    InvoiceValidator,
+    Rejection,
+    channel_of,
+)
 from server.errors import FieldProblem
 
-PAKISTAN_TIME = dt.timezone(dt.timedelta(hours=5), "PKT")
-MAX_REFERENCE_LENGTH = 100
 INVOICES_TOPIC = "invoices"
 PENDING_STATES = (
     InvoiceState.QUEUED.value,
@@ -51,33 +56,6 @@ class AckOutcome(StrEnum):
     ACCEPTED = "ACCEPTED"
     DUPLICATE = "DUPLICATE"
     REJECTED = "REJECTED"
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why an invoice was not queued.
-
-    Attributes:
-        reason: UPPER_SNAKE reason (``INVOICE_INVALID``, ``ERP_REFERENCE_REUSED``...).
-        message: a summary safe to show.
-        problems: the field violations, paths relative to the invoice (``items[2].hs_code``);
-            the servicer prefixes ``invoices[i].`` when it answers a batch.
-    """
-
-    reason: str
-    message: str
-    problems: tuple[FieldProblem, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        """The form stored in ``invoices.error``."""
-        return {
-            "reason": self.reason,
-            "message": self.message,
-            "violations": [
-                {"path": p.path, "fbr_error_code": p.fbr_error_code, "message": p.message}
-                for p in self.problems
-            ],
-        }
 
 
 @dataclass(frozen=True)
@@ -124,6 +102,7 @@ class _Candidate:
     payload: NormalisedInvoice
     digest: str
     rejection: Rejection | None
+    original_id: uuid.UUID | None = None
 
 
 class Ingestor:
@@ -137,10 +116,12 @@ class Ingestor:
         clock: Callable[[], dt.datetime] = utcnow,
         max_pending: int = 0,
         pending_check_seconds: float = 1.0,
+        reference: ReferenceStore | None = None,
     ) -> None:
         self._db = db
         self._notifier = notifier
         self._clock = clock
+        self.validator = InvoiceValidator(db, reference or ReferenceStore(db), clock=clock)
         self._max_pending = max_pending
         self._pending_check_seconds = pending_check_seconds
         self._pending_seen: dict[uuid.UUID, tuple[int, float]] = {}
@@ -174,69 +155,38 @@ class Ingestor:
                 return
             await asyncio.sleep(self._pending_check_seconds)
 
-    def validation_context(self, tenant: TenantProfile) -> ValidationContext:
-        """The rule context for a tenant, with today's date in Pakistan."""
-        return ValidationContext(
-            today=self._clock().astimezone(PAKISTAN_TIME).date(),
-            environment=tenant.fbr_environment,
-            seller_ntn_cnic=tenant.seller_ntn_cnic,
-        )
+    async def check(
+        self, tenant: TenantProfile, invoices: Sequence[NormalisedInvoice]
+    ) -> list[Rejection | None]:
+        """Validate invoices without storing anything (the ValidateInvoices dry run)."""
+        batch = await self.validator.prepare(tenant, invoices)
+        return [self.validator.validate(invoice, batch) for invoice in invoices]
 
-    def check(
+    async def validate_one(
+        self, tenant: TenantProfile, invoice: NormalisedInvoice
+    ) -> Rejection | None:
+        """Validate one invoice (with ``erp_reference``) for ``tenant``."""
+        (verdict,) = await self.check(tenant, [invoice])
+        return verdict
+
+    async def submit(
         self,
         tenant: TenantProfile,
         invoices: Sequence[NormalisedInvoice],
-    ) -> list[Rejection | None]:
-        """Validate invoices without storing anything (the ValidateInvoices dry run)."""
-        context = self.validation_context(tenant)
-        return [self._validate(tenant, invoice, context) for invoice in invoices]
-
-    def validate_one(self, tenant: TenantProfile, invoice: NormalisedInvoice) -> Rejection | None:
-        """Validate one invoice (with ``erp_reference``) for ``tenant``."""
-        return self._validate(tenant, invoice, self.validation_context(tenant))
-
-    def _validate(
-        self,
-        tenant: TenantProfile,
-        invoice: NormalisedInvoice,
-        context: ValidationContext,
-    ) -> Rejection | None:
-        """Judge one invoice; problem paths are relative to the invoice (``items[0].uom``)."""
-        problems: list[FieldProblem] = []
-        reference = invoice.get("erp_reference", "")
-        if not reference or len(reference) > MAX_REFERENCE_LENGTH:
-            problems.append(
-                FieldProblem(
-                    path="erp_reference",
-                    message="Give the ERP's own reference, "
-                    f"1 to {MAX_REFERENCE_LENGTH} characters.",
-                )
-            )
-        full = {**invoice, **tenant.seller_fields()}
-        problems.extend(
-            FieldProblem(v.path, v.message, v.fbr_error_code)
-            for v in validate_invoice(full, context)
-        )
-        if not problems:
-            return None
-        codes = sorted({p.fbr_error_code for p in problems if p.fbr_error_code})
-        return Rejection(
-            reason="INVOICE_INVALID",
-            message=f"invoice failed {len(problems)} validation check(s)"
-            + (f" (FBR codes {', '.join(codes)})" if codes else ""),
-            problems=tuple(problems),
-        )
-
-    async def submit(
-        self, tenant: TenantProfile, invoices: Sequence[NormalisedInvoice]
+        *,
+        actor: str = "system:ingest",
     ) -> list[Ack]:
-        """Validate and store a batch in one transaction; acks are valid once this returns."""
-        context = self.validation_context(tenant)
+        """Validate and store a batch in one transaction; acks are valid once this returns.
+
+        Args:
+            actor: who submitted (``apikey:<key id>``), for the audit trail.
+        """
+        batch = await self.validator.prepare(tenant, invoices)
         acks: dict[int, Ack] = {}
         candidates: dict[str, _Candidate] = {}
         for index, invoice in enumerate(invoices):
             reference = invoice.get("erp_reference", "")
-            rejection = self._validate(tenant, invoice, context)
+            rejection = self.validator.validate(invoice, batch)
             if not reference or len(reference) > MAX_REFERENCE_LENGTH:
                 assert rejection is not None
                 acks[index] = Ack(index, reference, AckOutcome.REJECTED, rejection=rejection)
@@ -252,9 +202,10 @@ class Ingestor:
                 index,
                 reference,
                 submitted,
-                {**submitted, **tenant.seller_fields()},
+                self.validator.stored_payload(tenant, invoice),
                 digest,
                 rejection,
+                None if rejection else self.validator.original_of(invoice, batch),
             )
 
         if candidates:
@@ -262,6 +213,25 @@ class Ingestor:
                 stored = await self._store(session, tenant.id, list(candidates.values()))
                 if any(a.outcome is AckOutcome.ACCEPTED for a in stored.values()):
                     await publish(session, [INVOICES_TOPIC])
+                # Every stored state (new, or a corrected resend) is an audit event; last in
+                # the transaction, since it holds the tenant's chain head until commit.
+                await append_audit_events(
+                    session,
+                    [
+                        invoice_event(
+                            tenant.id,
+                            ack.invoice_id,
+                            "queued" if ack.outcome is AckOutcome.ACCEPTED else "rejected_local",
+                            actor=actor,
+                        )
+                        for ack in stored.values()
+                        if ack.invoice_id is not None
+                        and ack.state in (InvoiceState.QUEUED, InvoiceState.REJECTED_LOCAL)
+                        and ack.outcome is not AckOutcome.DUPLICATE
+                        and (ack.rejection is None or ack.rejection.reason == "INVOICE_INVALID")
+                    ],
+                )
+            self._notifier.notify(audit_topic(tenant.id))
             acks.update(stored)
             queued = sum(a.outcome is AckOutcome.ACCEPTED for a in stored.values())
             if queued:
@@ -303,15 +273,23 @@ class Ingestor:
 
     def _row(self, tenant_id: uuid.UUID, c: _Candidate, now: dt.datetime) -> dict[str, Any]:
         valid = c.rejection is None
+        pos = channel_of(c.submitted) == "pos"
         return {
             "id": uuid.uuid4(),
             "tenant_id": tenant_id,
             "erp_reference": c.reference,
             "content_sha256": c.digest,
-            "channel": "di",
+            "channel": "pos" if pos else "di",
             "state": InvoiceState.QUEUED if valid else InvoiceState.REJECTED_LOCAL,
-            "invoice_type": c.submitted.get("invoice_type", "")[:16],
-            "invoice_date": _parse_date(c.submitted.get("invoice_date", "")),
+            "invoice_type": f"POS {c.submitted.get('invoice_type', '')}"[:16]
+            if pos
+            else c.submitted.get("invoice_type", "")[:16],
+            "invoice_date": _parse_date(
+                c.submitted.get("date_time", "")[:10]
+                if pos
+                else c.submitted.get("invoice_date", "")
+            ),
+            "original_invoice_id": c.original_id,
             "payload": c.payload,
             "error": None if valid else c.rejection.to_json(),  # type: ignore[union-attr]
             "attempt_count": 0,

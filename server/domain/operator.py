@@ -23,10 +23,12 @@ from sqlalchemy import insert, select, update
 from clients.fbr.payload import NormalisedInvoice
 from server.db.engine import Database
 from server.db.models import DeliveryAttempt, Invoice, InvoiceState
-from server.domain.ingest import INVOICES_TOPIC, Ingestor, Rejection, content_sha256
+from server.domain.audit import append_audit_events, invoice_event
+from server.domain.ingest import INVOICES_TOPIC, Ingestor, content_sha256
 from server.domain.notify import Notifier, publish
 from server.domain.results import NewResult, ResultKind, append_results, results_topic
 from server.domain.tenants import TenantProfile
+from server.domain.validation import Rejection
 
 FBR_NUMBER = re.compile(r"^(\d{7}|\d{13})DI\d{13}$")
 MAX_NOTE = 200
@@ -76,6 +78,7 @@ class Operator:
         fbr_invoice_number: str | None,
         fbr_dated: str = "",
         note: str = "",
+        actor: str = "system:operator",
     ) -> None:
         """Record FBR's number for an IN_DOUBT invoice, or (number None) release it."""
         if fbr_invoice_number is not None:
@@ -102,7 +105,7 @@ class Operator:
                 {"error": None},
                 {},
             )
-        await self._apply(tenant, invoice_id, InvoiceState.IN_DOUBT, decision, note)
+        await self._apply(tenant, invoice_id, InvoiceState.IN_DOUBT, decision, note, actor)
 
     async def retry_rejected(
         self,
@@ -111,16 +114,17 @@ class Operator:
         *,
         corrected: NormalisedInvoice | None,
         note: str = "",
+        actor: str = "system:operator",
     ) -> Rejection | None:
         """Queue a REJECTED_FBR invoice again; returns the rejection if the correction is bad."""
         values: dict[str, Any] = {"error": None, "item_statuses": None}
         if corrected is not None:
-            rejection = self._ingestor.validate_one(tenant, corrected)
+            rejection = await self._ingestor.validate_one(tenant, corrected)
             if rejection is not None:
                 return rejection
             submitted = {k: v for k, v in corrected.items() if k != "erp_reference"}
             values.update(
-                payload={**submitted, **tenant.seller_fields()},
+                payload=self._ingestor.validator.stored_payload(tenant, corrected),
                 content_sha256=content_sha256(submitted),
             )
         decision = Decision(
@@ -131,7 +135,7 @@ class Operator:
             values,
             {},
         )
-        await self._apply(tenant, invoice_id, InvoiceState.REJECTED_FBR, decision, note)
+        await self._apply(tenant, invoice_id, InvoiceState.REJECTED_FBR, decision, note, actor)
         return None
 
     async def _apply(
@@ -141,6 +145,7 @@ class Operator:
         expected: InvoiceState,
         decision: Decision,
         note: str,
+        actor: str,
     ) -> None:
         now = dt.datetime.now(dt.UTC)
         async with self._db.write("operator.decide") as session:
@@ -202,6 +207,20 @@ class Operator:
             )
             if decision.state is InvoiceState.QUEUED:
                 await publish(session, [INVOICES_TOPIC])
+            await append_audit_events(
+                session,
+                [
+                    invoice_event(
+                        tenant.id,
+                        invoice_id,
+                        decision.kind.value.lower(),
+                        actor=actor,
+                        previous_state=expected.value,
+                        state=decision.state.value,
+                    )
+                ],
+                now,
+            )
         self._notifier.notify(results_topic(tenant.id))
         if decision.state is InvoiceState.QUEUED:
             self._notifier.notify(INVOICES_TOPIC)

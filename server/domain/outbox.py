@@ -33,6 +33,7 @@ from clients.fbr.codes import fbr_error_path
 from clients.fbr.responses import DeliveryOutcome, OutcomeKind
 from server.db.engine import Database
 from server.db.models import DeliveryAttempt, Invoice, InvoiceState, Tenant
+from server.domain.audit import append_audit_events, invoice_event
 from server.domain.notify import Notifier
 from server.domain.results import NewResult, ResultKind, append_results, results_topic
 from server.domain.tenants import TenantProfile
@@ -40,6 +41,12 @@ from server.domain.tenants import TenantProfile
 logger = logging.getLogger(__name__)
 
 DUE_STATES = (InvoiceState.QUEUED.value, InvoiceState.RETRY_WAIT.value)
+_AUDIT_ACTIONS = {
+    OutcomeKind.ACCEPTED: "accepted",
+    OutcomeKind.REJECTED: "rejected_fbr",
+    OutcomeKind.RETRYABLE: "retry_wait",
+    OutcomeKind.IN_DOUBT: "in_doubt",
+}
 LEASE_LOST_DETAIL = "the worker sending it stopped before recording an answer"
 
 
@@ -212,6 +219,20 @@ class Outbox:
                 ],
             )
             profiles = await self._profiles(session, {row.tenant_id for row in claimed_rows})
+            await append_audit_events(
+                session,
+                [
+                    invoice_event(
+                        row.tenant_id,
+                        row.id,
+                        "sending",
+                        actor=f"system:{worker_id}",
+                        attempt=str(row.attempt_count),
+                    )
+                    for row in claimed_rows
+                ],
+                now,
+            )
         return [
             Claimed(
                 row.id, profiles[row.tenant_id], row.erp_reference, row.attempt_count, row.payload
@@ -251,9 +272,22 @@ class Outbox:
             )
             if event is not None:
                 events.append(event)
+        audit = [
+            invoice_event(
+                f.claimed.tenant.id,
+                f.claimed.invoice_id,
+                _AUDIT_ACTIONS[f.outcome.kind],
+                actor="system:forwarder",
+                attempt=str(f.claimed.attempt),
+                http_status=str(f.outcome.http_status or ""),
+                fbr_error_code=f.outcome.error_code,
+            )
+            for f in batch
+        ]
         async with self._db.write("outbox.record") as session:
             await self._apply(session, invoice_updates, attempt_updates)
             await append_results(session, events, now)
+            await append_audit_events(session, audit, now)
         for tenant_id in {e.tenant_id for e in events}:
             self._notifier.notify(results_topic(tenant_id))
 
@@ -417,6 +451,21 @@ class Outbox:
                         r.id,
                         ResultKind.IN_DOUBT,
                         {"erp_reference": r.erp_reference, "state": "IN_DOUBT", "error": error},
+                    )
+                    for r in rows
+                ],
+                now,
+            )
+            await append_audit_events(
+                session,
+                [
+                    invoice_event(
+                        r.tenant_id,
+                        r.id,
+                        "in_doubt",
+                        actor="system:lease-recovery",
+                        attempt=str(r.attempt_count),
+                        reason="lease_expired",
                     )
                     for r in rows
                 ],

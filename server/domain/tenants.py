@@ -21,6 +21,9 @@ class TenantProfile:
         address: seller address.
         fbr_environment: ``sandbox`` or ``production``.
         fbr_token: the FBR bearer token (a secret: never log it).
+        channel: ``di`` (Digital Invoicing) or ``pos`` (IMS fiscal).
+        pos_id: the POSID, for the POS channel.
+        assigned_scenarios: sandbox scenarios FBR assigned to the seller (None: all).
     """
 
     id: uuid.UUID
@@ -30,6 +33,9 @@ class TenantProfile:
     address: str
     fbr_environment: str
     fbr_token: str
+    channel: str = "di"
+    pos_id: str = ""
+    assigned_scenarios: frozenset[str] | None = None
 
     @classmethod
     def from_row(cls, row: Tenant) -> TenantProfile:
@@ -42,6 +48,13 @@ class TenantProfile:
             address=row.address,
             fbr_environment=row.fbr_environment,
             fbr_token=row.fbr_token,
+            channel=row.channel or "di",
+            pos_id=row.pos_id or "",
+            assigned_scenarios=frozenset(
+                s.strip() for s in row.assigned_scenarios.split(",") if s.strip()
+            )
+            if row.assigned_scenarios
+            else None,
         )
 
     def seller_fields(self) -> dict[str, str]:

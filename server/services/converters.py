@@ -12,8 +12,10 @@ from google.rpc import status_pb2
 from clients.fbr import payload
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2
 from server.db.models import DeliveryAttempt, Invoice, ResultEvent
-from server.domain.ingest import Ack, Rejection
+from server.domain.ingest import Ack
+from server.domain.validation import Rejection
 from server.errors import FieldProblem, build_status
+from server.services.pos_converters import pos_from_domain, pos_to_domain
 
 _INVOICE_TYPES = {
     invoice_pb2.INVOICE_TYPE_SALE_INVOICE: payload.INVOICE_TYPE_SALE,
@@ -59,6 +61,8 @@ _RESULT_KINDS = {
 
 def invoice_to_domain(message: invoice_pb2.Invoice) -> payload.NormalisedInvoice:
     """Protobuf invoice -> normalised invoice (plus ``erp_reference``), all strings."""
+    if message.HasField("pos"):
+        return pos_to_domain(message.erp_reference, message.pos)
     invoice: payload.NormalisedInvoice = {
         "erp_reference": message.erp_reference,
         "invoice_type": _INVOICE_TYPES.get(message.invoice_type, ""),
@@ -74,6 +78,8 @@ def invoice_to_domain(message: invoice_pb2.Invoice) -> payload.NormalisedInvoice
 
 def invoice_from_domain(erp_reference: str, invoice: dict[str, Any]) -> invoice_pb2.Invoice:
     """Stored normalised invoice -> protobuf invoice (the seller block is left out)."""
+    if invoice.get("channel") == "pos":
+        return invoice_pb2.Invoice(erp_reference=erp_reference, pos=pos_from_domain(invoice))
     return invoice_pb2.Invoice(
         erp_reference=erp_reference,
         invoice_type=_INVOICE_TYPES_BACK.get(
@@ -165,9 +171,11 @@ def state_from_proto(state: invoice_pb2.InvoiceState.ValueType) -> str:
 
 
 def record_to_proto(
-    row: Invoice, attempts: list[DeliveryAttempt] | None = None
+    row: Invoice,
+    attempts: list[DeliveryAttempt] | None = None,
+    debit_note_ids: list[str] | None = None,
 ) -> invoice_pb2.InvoiceRecord:
-    """A stored invoice (and optionally its attempts) as an InvoiceRecord."""
+    """A stored invoice (and optionally its attempts and debit notes) as an InvoiceRecord."""
     return invoice_pb2.InvoiceRecord(
         invoice_id=str(row.id),
         erp_reference=row.erp_reference,
@@ -191,7 +199,11 @@ def record_to_proto(
         error=stored_error_status(row.error),
         create_time=timestamp(row.created_at),
         update_time=timestamp(row.updated_at),
-        channel=invoice_pb2.FBR_CHANNEL_DIGITAL_INVOICING,
+        channel=invoice_pb2.FBR_CHANNEL_POS
+        if row.channel == "pos"
+        else invoice_pb2.FBR_CHANNEL_DIGITAL_INVOICING,
+        original_invoice_id=str(row.original_invoice_id) if row.original_invoice_id else "",
+        debit_note_ids=debit_note_ids or [],
     )
 
 

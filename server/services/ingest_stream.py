@@ -66,6 +66,7 @@ async def submit_stream(
     ingestor: Ingestor,
     window_invoices: int,
     max_per_request: int,
+    actor: str,
 ) -> AsyncIterator[invoice_service_pb2.SubmitInvoicesResponse]:
     """Drive one SubmitInvoices stream; yields one response per request, in order."""
     window = InvoiceWindow(window_invoices)
@@ -109,7 +110,7 @@ async def submit_stream(
                 size += len(more.invoices)
             await ingestor.wait_for_room(tenant)
             combined = [invoice for request in group for invoice in request.invoices]
-            acks = await ingestor.submit(tenant, combined) if combined else []
+            acks = await ingestor.submit(tenant, combined, actor=actor) if combined else []
             start = 0
             for request in group:
                 count = len(request.invoices)

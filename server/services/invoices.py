@@ -11,9 +11,11 @@ from typing import Any
 import grpc
 from sqlalchemy import and_, or_, select
 
+from clients.fbr.pos.payload import POS_SERVICE_FEE
+from clients.fbr.qr import QR_VERSION, print_data
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
 from server.db.engine import Database
-from server.db.models import DeliveryAttempt, Invoice
+from server.db.models import DeliveryAttempt, Invoice, InvoiceState
 from server.domain.ingest import Ingestor
 from server.domain.notify import Notifier
 from server.domain.operator import BadFbrNumber, InvoiceNotFound, Operator, WrongState
@@ -75,6 +77,7 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
             ingestor=self._ingestor,
             window_invoices=self._settings.ingest_window_invoices,
             max_per_request=self._settings.max_invoices_per_request,
+            actor=f"apikey:{current_caller().key_id}",
         ):
             yield response
 
@@ -86,7 +89,7 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
         self._check_batch_size(len(request.invoices))
         tenant = await self._tenant()
         invoices = [converters.invoice_to_domain(m) for m in request.invoices]
-        verdicts = self._ingestor.check(tenant, invoices)
+        verdicts = await self._ingestor.check(tenant, invoices)
         return invoice_service_pb2.ValidateInvoicesResponse(
             results=[
                 invoice_service_pb2.ValidationResult(
@@ -105,16 +108,7 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> invoice_service_pb2.GetInvoiceResponse:
         tenant_id = current_caller().tenant_id
-        if bool(request.invoice_id) == bool(request.erp_reference):
-            raise invalid_argument("invoice_id", "set exactly one of invoice_id and erp_reference")
-        condition: Any
-        if request.invoice_id:
-            try:
-                condition = Invoice.id == uuid.UUID(request.invoice_id)
-            except ValueError:
-                raise not_found("invoice") from None
-        else:
-            condition = Invoice.erp_reference == request.erp_reference
+        condition = self._lookup(request.invoice_id, request.erp_reference)
         return invoice_service_pb2.GetInvoiceResponse(
             invoice=await self._record(tenant_id, condition)
         )
@@ -263,7 +257,13 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
                     .order_by(DeliveryAttempt.number)
                 )
             )
-        return converters.record_to_proto(row, attempts)
+            notes = await session.scalars(
+                select(Invoice.id)
+                .where(Invoice.tenant_id == tenant_id, Invoice.original_invoice_id == row.id)
+                .order_by(Invoice.created_at)
+            )
+            debit_notes = [str(note) for note in notes]
+        return converters.record_to_proto(row, attempts, debit_notes)
 
     async def _decide(self, invoice_id: str, decide: Any) -> invoice_pb2.InvoiceRecord:
         tenant = await self._tenant()
@@ -303,6 +303,7 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
                 fbr_invoice_number=number,
                 fbr_dated=request.mark_issued.fbr_dated,
                 note=request.note,
+                actor=f"apikey:{current_caller().key_id}",
             )
 
         record = await self._decide(request.invoice_id, decide)
@@ -335,7 +336,11 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
                         "the correction must keep the invoice's ERP reference",
                     )
             rejection = await self._operator.retry_rejected(
-                tenant, invoice_id, corrected=corrected, note=request.note
+                tenant,
+                invoice_id,
+                corrected=corrected,
+                note=request.note,
+                actor=f"apikey:{current_caller().key_id}",
             )
             if rejection is not None:
                 raise HubError(
@@ -351,3 +356,57 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
 
         record = await self._decide(request.invoice_id, decide)
         return invoice_service_pb2.RetryInvoiceResponse(invoice=record)
+
+    async def GetPrintData(
+        self,
+        request: invoice_service_pb2.GetPrintDataRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> invoice_service_pb2.GetPrintDataResponse:
+        tenant_id = current_caller().tenant_id
+        condition = self._lookup(request.invoice_id, request.erp_reference)
+        async with self._db.read("invoice.print") as session:
+            row = (
+                await session.execute(
+                    select(
+                        Invoice.state,
+                        Invoice.channel,
+                        Invoice.fbr_invoice_number,
+                        Invoice.fbr_dated,
+                    ).where(Invoice.tenant_id == tenant_id, condition)
+                )
+            ).one_or_none()
+        if row is None:
+            raise not_found("invoice")
+        if row.state != InvoiceState.ACCEPTED.value or not row.fbr_invoice_number:
+            raise HubError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "INVOICE_NOT_ACCEPTED",
+                "print data exists only once FBR has accepted the invoice",
+                metadata={"actualState": row.state},
+            )
+        printed = print_data(row.fbr_invoice_number, row.fbr_dated or "")
+        pos = row.channel == "pos"
+        return invoice_service_pb2.GetPrintDataResponse(
+            fbr_invoice_number=printed.fbr_invoice_number,
+            fbr_dated=printed.dated,
+            qr_png=printed.qr_png,
+            qr_svg=printed.qr_svg,
+            qr_version=QR_VERSION,
+            qr_error_correction=printed.qr_error_level,
+            channel=invoice_pb2.FBR_CHANNEL_POS
+            if pos
+            else invoice_pb2.FBR_CHANNEL_DIGITAL_INVOICING,
+            pos_service_fee=f"{POS_SERVICE_FEE:.2f}" if pos else "",
+        )
+
+    @staticmethod
+    def _lookup(invoice_id: str, erp_reference: str) -> Any:
+        """The WHERE condition for "by id or by ERP reference" requests."""
+        if bool(invoice_id) == bool(erp_reference):
+            raise invalid_argument("invoice_id", "set exactly one of invoice_id and erp_reference")
+        if erp_reference:
+            return Invoice.erp_reference == erp_reference
+        try:
+            return Invoice.id == uuid.UUID(invoice_id)
+        except ValueError:
+            raise not_found("invoice") from None
