@@ -393,23 +393,7 @@ class Ingestor:
         return set(result.scalars())
 
 
-_COPY_COLUMNS = (
-    "id",
-    "tenant_id",
-    "erp_reference",
-    "content_sha256",
-    "channel",
-    "state",
-    "invoice_type",
-    "invoice_date",
-    "payload",
-    "error",
-    "attempt_count",
-    "next_attempt_at",
-    "created_at",
-    "updated_at",
-)
-_COLUMN_LIST = ", ".join(_COPY_COLUMNS)
+_JSON_COLUMNS = frozenset({"payload", "error"})
 _STAGE = "ingest_stage"
 
 
@@ -422,6 +406,9 @@ async def _copy_insert_postgres(
     cannot skip conflicts itself; ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``
     from the staging table keeps ingest idempotent under concurrent streams.
     """
+    # The columns are exactly the keys Ingestor._row builds, so the two cannot drift apart.
+    columns = tuple(rows[0])
+    column_list = ", ".join(columns)
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
@@ -430,18 +417,18 @@ async def _copy_insert_postgres(
             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
             f"(LIKE invoices INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        async with cursor.copy(f"COPY {_STAGE} ({_COLUMN_LIST}) FROM STDIN") as copy:
+        async with cursor.copy(f"COPY {_STAGE} ({column_list}) FROM STDIN") as copy:
             for row in rows:
                 await copy.write_row(
                     [
                         orjson.dumps(row[c]).decode()
-                        if c in ("payload", "error") and row[c] is not None
+                        if c in _JSON_COLUMNS and row[c] is not None
                         else row[c]
-                        for c in _COPY_COLUMNS
+                        for c in columns
                     ]
                 )
         await cursor.execute(
-            f"INSERT INTO invoices ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGE} "
+            f"INSERT INTO invoices ({column_list}) SELECT {column_list} FROM {_STAGE} "
             "ON CONFLICT (tenant_id, erp_reference) DO NOTHING RETURNING id"
         )
         inserted = {row[0] for row in await cursor.fetchall()}
