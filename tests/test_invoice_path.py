@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from clients.fbr_simulator import FbrSimulator
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
 from server.db.engine import Database
 from tests.conftest import Tenant
@@ -393,3 +394,33 @@ async def test_stored_invoices_survive_a_new_hub_process(
         await fresh.dispose()
     assert count == 1
     assert response.acks[0].invoice_id
+
+
+async def test_an_oversized_message_is_refused_cleanly_and_the_server_lives_on(
+    database_url: str, simulator: FbrSimulator, tenant: Tenant
+) -> None:
+    from server.app import start_hub
+    from tests.conftest import hub_settings
+
+    settings = hub_settings(database_url, simulator.base_url, grpc_max_message_bytes=64 * 1024)
+    hub = await start_hub(settings, db=Database(database_url))
+    try:
+        async with grpc.aio.insecure_channel(hub.address) as channel:
+            stub = invoice_service_pb2_grpc.InvoiceServiceStub(channel)
+            huge = proto_invoice("HUGE-1")
+            huge.items[0].product_description = "x" * (128 * 1024)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.ValidateInvoices(
+                    invoice_service_pb2.ValidateInvoicesRequest(invoices=[huge]),
+                    metadata=tenant.metadata,
+                )
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "x" * 100 not in (caught.value.details() or "")
+            # The same server goes on serving normal requests.
+            ok = await stub.ValidateInvoices(
+                invoice_service_pb2.ValidateInvoicesRequest(invoices=[proto_invoice("SMALL-1")]),
+                metadata=tenant.metadata,
+            )
+            assert [r.valid for r in ok.results] == [True]
+    finally:
+        await hub.stop(grace=1.0)

@@ -11,7 +11,7 @@ Example::
 
 from __future__ import annotations
 
-from clients.hub.client import MAX_BATCH_SIZE, HubClient
+from clients.hub.client import MAX_BATCH_SIZE, OUTCOME_KINDS, HubClient, is_invoice_outcome
 from clients.hub.convert import invoice_to_proto
 from clients.hub.errors import (
     ErrorDetails,
@@ -23,6 +23,7 @@ from clients.hub.errors import (
 
 __all__ = [
     "MAX_BATCH_SIZE",
+    "OUTCOME_KINDS",
     "ErrorDetails",
     "FieldViolation",
     "HubApiError",
@@ -30,4 +31,5 @@ __all__ = [
     "describe_status",
     "error_details",
     "invoice_to_proto",
+    "is_invoice_outcome",
 ]

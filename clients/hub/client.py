@@ -28,6 +28,17 @@ logger = logging.getLogger(__name__)
 MAX_BATCH_SIZE = 500
 """The most invoices the hub takes in one SubmitInvoices request."""
 
+OUTCOME_KINDS: frozenset[invoice_pb2.ResultKind.ValueType] = frozenset(
+    {
+        invoice_pb2.RESULT_KIND_ACCEPTED,
+        invoice_pb2.RESULT_KIND_REJECTED,
+        invoice_pb2.RESULT_KIND_IN_DOUBT,
+        invoice_pb2.RESULT_KIND_RESOLVED_ISSUED,
+        invoice_pb2.RESULT_KIND_REQUEUED,
+    }
+)
+"""Result kinds that tell what became of one invoice (not alerts, not heartbeats)."""
+
 _T = TypeVar("_T")
 Invoices = AsyncIterable[invoice_pb2.Invoice] | Iterable[invoice_pb2.Invoice]
 
@@ -58,6 +69,18 @@ def _timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=dt.UTC))
     return stamp
+
+
+def is_invoice_outcome(message: invoice_service_pb2.StreamResultsResponse) -> bool:
+    """True when a StreamResults message reports what became of one invoice.
+
+    False for heartbeats (no ``event``) and for hub alerts (``RESULT_KIND_ALERT``).
+    """
+    return (
+        message.HasField("event")
+        and message.event.kind in OUTCOME_KINDS
+        and bool(message.event.invoice_id)
+    )
 
 
 class HubClient:
@@ -287,7 +310,9 @@ class HubClient:
 
         Keep the ``cursor`` of the last message handled to resume after a disconnect
         without gaps or repeats. With ``follow`` the stream stays open; idle periods bring
-        heartbeats (messages without an ``event``).
+        heartbeats (messages without an ``event``), and hub alerts arrive as events of kind
+        ``RESULT_KIND_ALERT`` that name no invoice. To count outcomes, check each message
+        with :func:`is_invoice_outcome` or use :meth:`stream_outcomes`.
 
         Raises:
             HubApiError: when the stream fails (CURSOR_INVALID for a bad cursor).
@@ -304,6 +329,118 @@ class HubClient:
         finally:
             if not call.done():
                 call.cancel()
+
+    async def stream_outcomes(
+        self, cursor: str = "", *, follow: bool = False
+    ) -> AsyncIterator[invoice_service_pb2.StreamResultsResponse]:
+        """Like :meth:`stream_results`, but only the messages that carry an invoice outcome.
+
+        Heartbeats (no ``event``) and hub alerts (``RESULT_KIND_ALERT``, about the hub rather
+        than one invoice) are skipped, so every message yielded names an invoice. Resuming
+        from the ``cursor`` of the last message yielded is safe: what was skipped after it
+        is skipped again.
+
+        Raises:
+            HubApiError: when the stream fails (CURSOR_INVALID for a bad cursor).
+        """
+        async for message in self.stream_results(cursor, follow=follow):
+            if is_invoice_outcome(message):
+                yield message
+
+    async def get_print_data(
+        self,
+        *,
+        invoice_id: str = "",
+        erp_reference: str = "",
+        timeout: float | None = None,
+    ) -> invoice_service_pb2.GetPrintDataResponse:
+        """What a printed invoice needs: FBR number, ``dated`` and the QR code (PNG and SVG).
+
+        Give exactly one of ``invoice_id`` and ``erp_reference``.
+
+        Raises:
+            ValueError: unless exactly one of ``invoice_id`` and ``erp_reference`` is given.
+            HubApiError: FAILED_PRECONDITION (INVOICE_NOT_ACCEPTED) until FBR has accepted
+                the invoice; NOT_FOUND when there is no such invoice for the caller's tenant.
+        """
+        if bool(invoice_id) == bool(erp_reference):
+            raise ValueError("give exactly one of invoice_id and erp_reference")
+        request = invoice_service_pb2.GetPrintDataRequest(
+            invoice_id=invoice_id, erp_reference=erp_reference
+        )
+        return await self._unary(self._stub.GetPrintData(request, **self._call(timeout)))
+
+    async def resolve_invoice(
+        self,
+        invoice_id: str,
+        *,
+        fbr_invoice_number: str = "",
+        fbr_dated: str = "",
+        release_for_resend: bool = False,
+        note: str = "",
+        timeout: float | None = None,
+    ) -> invoice_pb2.InvoiceRecord:
+        """Settle an IN_DOUBT invoice after checking FBR's records.
+
+        Either FBR issued a number (give ``fbr_invoice_number``, and ``fbr_dated`` if known;
+        the invoice becomes ACCEPTED) or it did not (``release_for_resend=True``; the invoice
+        is queued again). Give exactly one of the two.
+
+        Args:
+            invoice_id: the hub's id for the invoice.
+            fbr_invoice_number: the number FBR issued, when it did.
+            fbr_dated: FBR's ``dated`` value for that number, if known.
+            release_for_resend: FBR issued nothing: send the invoice again.
+            note: why, for the record (no personal data).
+            timeout: deadline in seconds.
+
+        Returns:
+            The invoice after the decision.
+
+        Raises:
+            ValueError: unless exactly one resolution is given.
+            HubApiError: FAILED_PRECONDITION unless the invoice is IN_DOUBT; INVALID_ARGUMENT
+                for a malformed FBR number.
+        """
+        if bool(fbr_invoice_number) == release_for_resend:
+            raise ValueError("give exactly one of fbr_invoice_number and release_for_resend")
+        request = invoice_service_pb2.ResolveInvoiceRequest(invoice_id=invoice_id, note=note)
+        if fbr_invoice_number:
+            request.mark_issued.fbr_invoice_number = fbr_invoice_number
+            request.mark_issued.fbr_dated = fbr_dated
+        else:
+            request.release_for_resend = True
+        response = await self._unary(self._stub.ResolveInvoice(request, **self._call(timeout)))
+        return response.invoice
+
+    async def retry_invoice(
+        self,
+        invoice_id: str,
+        *,
+        corrected: invoice_pb2.Invoice | None = None,
+        note: str = "",
+        timeout: float | None = None,
+    ) -> invoice_pb2.InvoiceRecord:
+        """Queue an invoice FBR rejected to be sent again, optionally corrected.
+
+        Args:
+            invoice_id: the hub's id for the REJECTED_FBR invoice.
+            corrected: new content under the same ``erp_reference``; None resends as stored.
+            note: why, for the record (no personal data).
+            timeout: deadline in seconds.
+
+        Returns:
+            The invoice after the decision (QUEUED).
+
+        Raises:
+            HubApiError: FAILED_PRECONDITION unless the invoice is REJECTED_FBR;
+                INVALID_ARGUMENT (with field violations) if the correction is invalid.
+        """
+        request = invoice_service_pb2.RetryInvoiceRequest(
+            invoice_id=invoice_id, corrected_invoice=corrected, note=note
+        )
+        response = await self._unary(self._stub.RetryInvoice(request, **self._call(timeout)))
+        return response.invoice
 
     def _call(self, timeout: float | None) -> dict[str, Any]:
         return {"metadata": self._metadata, "timeout": timeout}

@@ -14,18 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from clients.fbr.payload import NormalisedInvoice
 from fbrhub.v1 import invoice_service_pb2
 from server import metrics
-from server.domain.ingest import Ingestor
+from server.domain.ingest import Ack, Ingestor
 from server.domain.tenants import TenantProfile
 from server.errors import invalid_argument
 from server.services import converters
 
 COALESCE_MAX = 2000
+PIPELINE_DEPTH = 2
 
 
 class InvoiceWindow:
@@ -90,12 +92,25 @@ async def submit_stream(
             await queue.put(_END)
 
     reader = asyncio.create_task(read(), name="submit-reader")
+    # Up to PIPELINE_DEPTH groups are being stored at once: the next group is validated
+    # (CPU, here) while the previous one commits (I/O, in the database). Acks still go out
+    # strictly in request order, each only once its own group has committed.
+    in_flight: deque[tuple[list[_Request], asyncio.Task[list[Ack]]]] = deque()
     try:
         pending: list[object] = []
-        while True:
+        ended = False
+        while not ended or in_flight:
+            if in_flight and (ended or len(in_flight) >= PIPELINE_DEPTH or queue.empty()):
+                group, task = in_flight.popleft()
+                acks = await task
+                for response, count in _responses(group, acks):
+                    yield response
+                    await window.release(count)
+                continue
             item = pending.pop(0) if pending else await queue.get()
             if item is _END:
-                return
+                ended = True
+                continue
             if isinstance(item, BaseException):
                 raise item
             assert isinstance(item, _Request)
@@ -110,23 +125,34 @@ async def submit_stream(
                 size += len(more.invoices)
             await ingestor.wait_for_room(tenant)
             combined = [invoice for request in group for invoice in request.invoices]
-            acks = await ingestor.submit(tenant, combined, actor=actor) if combined else []
-            start = 0
-            for request in group:
-                count = len(request.invoices)
-                mine = acks[start : start + count]
-                for ack in mine:
-                    metrics.invoices_ingested.add(1, {"outcome": ack.outcome.value})
-                # The group was stored as one list: number each ack within its own request.
-                yield invoice_service_pb2.SubmitInvoicesResponse(
-                    acks=[
-                        converters.ack_to_proto(dataclasses.replace(a, index=a.index - start))
-                        for a in mine
-                    ]
-                )
-                start += count
-                await window.release(count)
+            in_flight.append(
+                (group, asyncio.create_task(ingestor.submit(tenant, combined, actor=actor)))
+            )
     finally:
         reader.cancel()
+        for _, task in in_flight:
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
+
+
+def _responses(
+    group: list[_Request], acks: list[Ack]
+) -> Iterator[tuple[invoice_service_pb2.SubmitInvoicesResponse, int]]:
+    """One response per request of a stored group, with each ack numbered in its request."""
+    start = 0
+    for request in group:
+        count = len(request.invoices)
+        mine = acks[start : start + count]
+        for ack in mine:
+            metrics.invoices_ingested.add(1, {"outcome": ack.outcome.value})
+        yield (
+            invoice_service_pb2.SubmitInvoicesResponse(
+                acks=[
+                    converters.ack_to_proto(dataclasses.replace(a, index=a.index - start))
+                    for a in mine
+                ]
+            ),
+            count,
+        )
+        start += count
