@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 
 from server import cli_governance
+from server.domain.audit import NewAuditEvent, record_audit
 from server.settings import get_settings
 from server.telemetry import configure_logging, configure_metrics, configure_tracing
 
@@ -122,6 +123,7 @@ async def _status(args: argparse.Namespace) -> int:
 async def _refdata_sync(args: argparse.Namespace) -> int:
     import datetime as dt
 
+    from clients.fbr.refdata.client import ReferenceDataError
     from server.db.engine import Database
     from server.domain.reference_data import sync_reference_data
     from server.domain.tenants import load_tenant
@@ -133,9 +135,13 @@ async def _refdata_sync(args: argparse.Namespace) -> int:
         if tenant is None:
             raise LookupError("tenant not found")
         today = dt.datetime.now(dt.timezone(dt.timedelta(hours=5))).date()
-        snapshot_id = await sync_reference_data(
-            db, base_url=settings.fbr_base_url, token=tenant.fbr_token, on=today
-        )
+        try:
+            snapshot_id = await sync_reference_data(
+                db, base_url=settings.fbr_base_url, token=tenant.fbr_token, on=today
+            )
+        except ReferenceDataError as exc:
+            print(f"error: FBR reference data could not be fetched: {exc}", file=sys.stderr)
+            return 2
     finally:
         await db.dispose()
     print(
@@ -163,6 +169,14 @@ async def _tenant_create(args: argparse.Namespace) -> int:
             pos_id=args.pos_id,
             assigned_scenarios=args.scenarios.split(",") if args.scenarios else None,
         )
+        await record_audit(
+            db,
+            [
+                NewAuditEvent(
+                    tenant_id, "cli:tenant-create", "tenant.create", f"tenants/{tenant_id}"
+                )
+            ],
+        )
     finally:
         await db.dispose()
     print(tenant_id)
@@ -175,7 +189,21 @@ async def _apikey_create(args: argparse.Namespace) -> int:
 
     db = Database(get_settings().database_url)
     try:
-        _, token = await create_api_key(db, uuid.UUID(args.tenant), role=args.role, name=args.name)
+        new, token = await create_api_key(
+            db, uuid.UUID(args.tenant), role=args.role, name=args.name
+        )
+        await record_audit(
+            db,
+            [
+                NewAuditEvent(
+                    new.tenant_id,
+                    "cli:apikey-create",
+                    "apikey.create",
+                    f"apikeys/{new.key_id}",
+                    details={"role": new.role},
+                )
+            ],
+        )
     finally:
         await db.dispose()
     print(token)

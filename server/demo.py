@@ -736,6 +736,7 @@ Run the hub on its own (SQLite here; set FBRHUB_DATABASE_URL=postgresql+psycopg:
   fbrhub tenant create --ntn 7000007 --name "Demo Traders (Pvt) Ltd" --province PUNJAB \\
       --address "12 Mall Road, Lahore" --environment sandbox --fbr-token my-sandbox-token
   fbrhub apikey create --tenant <tenant id printed above>
+  # A POS (IMS) retailer instead: --channel pos --pos-id <POSID>, and FBRHUB_FBR_POS_BASE_URL
   FBRHUB_FBR_BASE_URL=http://127.0.0.1:8088 FBRHUB_GRPC_LISTEN=127.0.0.1:50051 fbrhub serve
 
   grpcurl -plaintext 127.0.0.1:50051 grpc.health.v1.Health/Check
@@ -824,8 +825,9 @@ async def run(
                     "FBRHUB_GRPC_LISTEN": f"{HOST}:{hub_port}",
                     "FBRHUB_FBR_BASE_URL": sim_url,
                     "FBRHUB_FBR_POS_BASE_URL": sim_url,
-                    # Claim again soon after sends finish: the default 0.5 s idle poll caps
-                    # delivery at about 2 x the adaptive limit per second (see the report).
+                    # Claim again soon after sends finish: when the adaptive limit (not the
+                    # pool) is full, the forwarder idles a whole poll before claiming more,
+                    # which at the default 0.5 s caps delivery near 2 x that limit per second.
                     "FBRHUB_FORWARDER_POLL_SECONDS": "0.02",
                     "FBRHUB_RETRY_BASE_SECONDS": "0.2",
                     "FBRHUB_RETRY_MAX_SECONDS": "2",

@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     @model_validator(mode="after")
+    def _refuse_plain_http_to_fbr_in_production(self) -> Settings:
+        for name in ("fbr_base_url", "fbr_pos_base_url"):
+            url = getattr(self, name)
+            if self.environment == "production" and url and not url.startswith("https://"):
+                raise ValueError(f"FBRHUB_{name.upper()} must be https:// in production")
+        return self
+
+    @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if (
             self.environment == "production"

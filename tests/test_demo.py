@@ -12,24 +12,45 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FBR_NUMBER = re.compile(r"\b\d{7}DI\d{13}\b")
 
 
-def test_demo_delivers_invoices_to_fbr_and_exits_cleanly(tmp_path: Path) -> None:
+def _count(row: str, output: str) -> int:
+    found = re.search(rf"{row}\W+(\d+)", output)
+    assert found is not None, output
+    return int(found.group(1))
+
+
+def test_demo_tells_the_whole_story_and_exits_cleanly(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FBRHUB_")}
+    work_dir = tmp_path / "demo"
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "server.demo"),
-            *("--invoices", "120", "--timeout", "40", "--work-dir", str(tmp_path / "demo")),
+            *(sys.executable, "-m", "server.demo", "--keep"),
+            *("--invoices", "120", "--timeout", "40", "--work-dir", str(work_dir)),
         ],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=85,
         check=False,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Demo OK" in result.stdout, output
-    accepted = re.search(r"Accepted by FBR\W+(\d+)", result.stdout)
-    assert accepted is not None and int(accepted.group(1)) > 0, output
+    assert _count("Accepted by FBR", result.stdout) > 0
     assert FBR_NUMBER.search(result.stdout), output
+    # 120 invoices rotate through every sandbox scenario; each had one accepted.
+    assert _count("Scenarios exercised", result.stdout) == 28
+    assert _count("POS fiscal numbers", result.stdout) > 0
+    assert "Rs 1.00" in result.stdout, output
+    assert re.search(r"Debit note\W+1 .*links both ways", result.stdout), output
+    assert _count("QR codes written", result.stdout) == 3
+    # --keep: the print files stay in the work dir, and the summary names them.
+    pngs = sorted((work_dir / "print").glob("*.png"))
+    svgs = sorted((work_dir / "print").glob("*.svg"))
+    assert len(pngs) == len(svgs) == 3, output
+    for png in pngs:
+        assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), png
+        assert str(png) in result.stdout
+    for svg in svgs:
+        assert b"<svg" in svg.read_bytes(), svg
     assert "fbrhub serve" in result.stdout  # tells the user how to run the hub alone

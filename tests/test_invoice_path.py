@@ -424,3 +424,26 @@ async def test_an_oversized_message_is_refused_cleanly_and_the_server_lives_on(
             assert [r.valid for r in ok.results] == [True]
     finally:
         await hub.stop(grace=1.0)
+
+
+async def test_requests_before_an_oversized_one_are_all_acked(
+    invoices: invoice_service_pb2_grpc.InvoiceServiceStub, tenant: Tenant, db: Database
+) -> None:
+    batches = [[proto_invoice(f"PRE-{b}-{i}") for i in range(20)] for b in range(4)]
+    batches.append([proto_invoice(f"BIG2-{i}") for i in range(501)])
+
+    async def requests() -> AsyncIterator[invoice_service_pb2.SubmitInvoicesRequest]:
+        for batch in batches:
+            yield invoice_service_pb2.SubmitInvoicesRequest(invoices=batch)
+
+    call = invoices.SubmitInvoices(requests(), metadata=tenant.metadata)
+    acked: list[str] = []
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for response in call:
+            acked.extend(a.erp_reference for a in response.acks)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Every request before the bad one was stored and acked; the bad one stored nothing.
+    assert sorted(acked) == sorted(i.erp_reference for b in batches[:4] for i in b)
+    async with db.read() as session:
+        stored = await session.scalar(sa.text("select count(*) from invoices"))
+    assert stored == 80

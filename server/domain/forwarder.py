@@ -288,7 +288,9 @@ class Forwarder:
                 if claimed and len(claimed) == sum(budgets.values()):
                     await self._wait_for_room()
                 elif not claimed:
-                    await self._idle(self._next_wake())
+                    # With no budget at all, what frees room is a send finishing (or tokens
+                    # refilling); with budget but nothing due, only new work or the clock.
+                    await self._idle(self._next_wake(), on_completion=not budgets)
         finally:
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
@@ -318,10 +320,13 @@ class Forwarder:
             await asyncio.sleep(self._config.poll_seconds)
             return None
 
-    async def _idle(self, timeout: float) -> None:
+    async def _idle(self, timeout: float, *, on_completion: bool = False) -> None:
         wake = asyncio.create_task(self._notifier.wait(INVOICES_TOPIC, timeout))
         stop = asyncio.create_task(self._stopping.wait())
-        await asyncio.wait({wake, stop}, return_when=asyncio.FIRST_COMPLETED)
+        waiters: set[asyncio.Task[Any]] = {wake, stop}
+        if on_completion:
+            waiters |= self._in_flight
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for task in (wake, stop):
             task.cancel()
 

@@ -82,7 +82,11 @@ class Operator:
     ) -> None:
         """Record FBR's number for an IN_DOUBT invoice, or (number None) release it."""
         if fbr_invoice_number is not None:
-            if not FBR_NUMBER.match(fbr_invoice_number) or not fbr_invoice_number.startswith(
+            if tenant.channel == "pos":
+                # POS fiscal numbers have no documented format: store as returned (§2.4).
+                if not fbr_invoice_number.strip() or len(fbr_invoice_number) > 40:
+                    raise BadFbrNumber("a POS fiscal number is 1 to 40 characters")
+            elif not FBR_NUMBER.match(fbr_invoice_number) or not fbr_invoice_number.startswith(
                 tenant.seller_ntn_cnic + "DI"
             ):
                 raise BadFbrNumber("an FBR DI number is the seller's NTN/CNIC, 'DI' and 13 digits")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +40,8 @@ from server.errors import HubError, invalid_argument, not_found
 
 ACCOUNT_FIELDS = ("full_name", "email", "phone")
 BUYER_FIELDS = ("buyer_business_name", "buyer_address", "buyer_province")
+# POS invoices name their buyer in these fields (clients.fbr.pos.payload).
+POS_BUYER_FIELDS = ("buyer_ntn", "buyer_cnic", "buyer_name", "buyer_phone_number")
 CONSENT_PURPOSES = ("marketing", "analytics", "product_updates", "support_contact")
 # States in which an invoice is, or may become, a record FBR holds: never altered or erased.
 FISCAL_STATES = frozenset(
@@ -244,12 +246,16 @@ async def load_account(
 
 
 def buyer_invoices_query(tenant_id: uuid.UUID, ntn_cnic: str) -> Any:
-    """Invoices of the tenant whose buyer is ``ntn_cnic``."""
+    """Invoices of the tenant whose buyer is ``ntn_cnic`` (DI buyer, or POS buyer NTN/CNIC)."""
     return (
         select(Invoice)
         .where(
             Invoice.tenant_id == tenant_id,
-            Invoice.payload["buyer_ntn_cnic"].as_string() == ntn_cnic,
+            or_(
+                Invoice.payload["buyer_ntn_cnic"].as_string() == ntn_cnic,
+                Invoice.payload["buyer_cnic"].as_string() == ntn_cnic,
+                Invoice.payload["buyer_ntn"].as_string() == ntn_cnic,
+            ),
         )
         .order_by(Invoice.created_at, Invoice.id)
     )
@@ -509,9 +515,16 @@ async def erase(
             )
             if force:
                 payload = dict(invoice.payload)
-                payload["buyer_ntn_cnic"] = f"{PSEUDONYM}-{ref[:12]}"
-                for name in BUYER_FIELDS:
-                    payload[name] = PSEUDONYM if name != "buyer_province" else payload.get(name, "")
+                if payload.get("channel") == "pos":
+                    for name in POS_BUYER_FIELDS:
+                        if payload.get(name):
+                            payload[name] = f"{PSEUDONYM}-{ref[:12]}"
+                else:
+                    payload["buyer_ntn_cnic"] = f"{PSEUDONYM}-{ref[:12]}"
+                    for name in BUYER_FIELDS:
+                        payload[name] = (
+                            PSEUDONYM if name != "buyer_province" else payload.get(name, "")
+                        )
                 invoice.payload = payload
     annotations = list(
         await session.scalars(

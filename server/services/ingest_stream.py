@@ -112,6 +112,12 @@ async def submit_stream(
                 ended = True
                 continue
             if isinstance(item, BaseException):
+                # Ack what is already being stored before ending the stream with the error.
+                while in_flight:
+                    group, task = in_flight.popleft()
+                    for response, count in _responses(group, await task):
+                        yield response
+                        await window.release(count)
                 raise item
             assert isinstance(item, _Request)
             group = [item]
