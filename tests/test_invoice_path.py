@@ -447,3 +447,20 @@ async def test_requests_before_an_oversized_one_are_all_acked(
     async with db.read() as session:
         stored = await session.scalar(sa.text("select count(*) from invoices"))
     assert stored == 80
+
+
+async def test_overlong_fields_and_too_many_lines_are_refused_by_name(
+    invoices: invoice_service_pb2_grpc.InvoiceServiceStub, tenant: Tenant
+) -> None:
+    long_text = sample("LONG-1")
+    long_text["buyer_address"] = "Street " * 200
+    many = sample("MANY-1")
+    many["items"] = many["items"][:1] * 1001
+    response = await invoices.ValidateInvoices(
+        invoice_service_pb2.ValidateInvoicesRequest(invoices=[to_proto(long_text), to_proto(many)]),
+        metadata=tenant.metadata,
+    )
+    assert [r.valid for r in response.results] == [False, False]
+    assert "invoices[0].buyer_address" in {v.field for v in violations(response.results[0].error)}
+    assert "invoices[1].items" in {v.field for v in violations(response.results[1].error)}
+    assert "Street" not in response.results[0].error.message

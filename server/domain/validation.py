@@ -29,6 +29,10 @@ from server.errors import FieldProblem
 
 PAKISTAN_TIME = dt.timezone(dt.timedelta(hours=5), "PKT")
 MAX_REFERENCE_LENGTH = 100
+# DESIGN §6 limits: generous for real invoices, tight enough that one invoice cannot make
+# the hub (or FBR) chew on megabytes. Decimal strings are far shorter than this anyway.
+MAX_ITEMS = 1000
+MAX_TEXT_LENGTH = 1000
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ class InvoiceValidator:
                     f"Give the ERP's own reference, 1 to {MAX_REFERENCE_LENGTH} characters.",
                 )
             )
+        problems.extend(_size_problems(invoice))
         channel = channel_of(invoice)
         violations: list[Violation]
         if channel != tenant.channel:
@@ -197,3 +202,29 @@ class InvoiceValidator:
             return None
         found = batch.originals.get(invoice.get("invoice_ref_no", ""))
         return found.invoice_id if found else None
+
+
+def _size_problems(invoice: NormalisedInvoice) -> list[FieldProblem]:
+    """Field length and line count limits (field names only, never the values)."""
+    problems = [
+        FieldProblem(name, f"Too long: at most {MAX_TEXT_LENGTH} characters.")
+        for name, value in invoice.items()
+        if isinstance(value, str) and len(value) > MAX_TEXT_LENGTH
+    ]
+    items = invoice.get("items") or []
+    if len(items) > MAX_ITEMS:
+        problems.append(FieldProblem("items", f"Too many lines: at most {MAX_ITEMS} per invoice."))
+    for index, item in enumerate(items[:MAX_ITEMS]):
+        problems.extend(
+            FieldProblem(
+                f"items[{index}].{name}", f"Too long: at most {MAX_TEXT_LENGTH} characters."
+            )
+            for name, value in item.items()
+            if isinstance(value, str) and len(value) > MAX_TEXT_LENGTH
+        )
+    if channel_of(invoice) == "pos":
+        problems = [
+            FieldProblem(p.path if p.path == "erp_reference" else f"pos.{p.path}", p.message)
+            for p in problems
+        ]
+    return problems
