@@ -200,8 +200,8 @@ async def run(work: Path, scale: float) -> Section:
         [
             "Rate measured between 2% and 95% of the backlog or over at most "
             f"{window:.0f} s; 'not ok' = invoices ending IN_DOUBT or REJECTED_FBR.",
-            "The hub has no setting to choose the FBR transport; the httpx rows start the same "
-            "hub through bench/hub_launcher.py with FbrClient(transport=httpx.AsyncHTTPTransport).",
+            "The httpx rows run the same hub with httpx's own pool (what "
+            "FBRHUB_FBR_HTTP_TRANSPORT=httpx selects), via bench/hub_launcher.py.",
             "The simulator validates each invoice with the full rule table (its own process); "
             "at high rates it competes with the hub and PostgreSQL for the 2 cores.",
             *verdicts,

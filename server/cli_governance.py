@@ -127,6 +127,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _rotate_secrets(db: Database) -> int:
     from server.crypto import rotate_secret
+    from server.domain.audit import NewAuditEvent, append_audit_events
 
     # A plain view of the column, so the stored (encrypted) text is read and written as is.
     tenants = sa.table("tenants", sa.column("id", sa.Uuid()), sa.column("fbr_token", sa.String()))
@@ -138,6 +139,13 @@ async def _rotate_secrets(db: Database) -> int:
                 .where(tenants.c.id == row.id)
                 .values(fbr_token=rotate_secret(row.fbr_token))
             )
+        await append_audit_events(
+            session,
+            [
+                NewAuditEvent(row.id, "cli:secrets-rotate", "secrets.rotate", f"tenants/{row.id}")
+                for row in rows
+            ],
+        )
     print(f"re-encrypted {len(rows)} FBR tokens with the newest key")
     return 0
 

@@ -19,14 +19,15 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from opentelemetry import trace
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db.bulk import insert_rows
 from server.db.engine import Database
 from server.db.models import ApiKey
 from server.db.privacy_models import AuditChainHead, AuditEvent
@@ -193,7 +194,7 @@ async def append_audit_events(
             .where(AuditChainHead.tenant_id == tenant_id)
             .values(last_seq=seq, last_hash=prev)
         )
-    await session.execute(insert(AuditEvent), rows)
+    await insert_rows(session, cast(Table, AuditEvent.__table__), rows, json_columns={"details"})
     await publish(session, (audit_topic(t) for t in by_tenant))
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clients.fbr.payload import NormalisedInvoice
+from server.db.bulk import copy_rows
 from server.db.engine import Database
 from server.db.models import Invoice, InvoiceState
 from server.domain.audit import append_audit_events, audit_topic, invoice_event
@@ -417,16 +418,7 @@ async def _copy_insert_postgres(
             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
             f"(LIKE invoices INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        async with cursor.copy(f"COPY {_STAGE} ({column_list}) FROM STDIN") as copy:
-            for row in rows:
-                await copy.write_row(
-                    [
-                        orjson.dumps(row[c]).decode()
-                        if c in _JSON_COLUMNS and row[c] is not None
-                        else row[c]
-                        for c in columns
-                    ]
-                )
+        await copy_rows(session, _STAGE, rows, json_columns=_JSON_COLUMNS)
         await cursor.execute(
             f"INSERT INTO invoices ({column_list}) SELECT {column_list} FROM {_STAGE} "
             "ON CONFLICT (tenant_id, erp_reference) DO NOTHING RETURNING id"

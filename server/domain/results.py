@@ -15,11 +15,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db.bulk import insert_rows
 from server.db.models import ResultEvent, Tenant
 from server.domain.notify import publish
 
@@ -89,7 +90,7 @@ async def append_results(
             for offset, event in enumerate(batch)
         )
     if rows:
-        await session.execute(insert(ResultEvent), rows)
+        await insert_rows(session, cast(Table, ResultEvent.__table__), rows, json_columns={"data"})
         await publish(session, (results_topic(t) for t in by_tenant))
 
 
