@@ -825,10 +825,6 @@ async def run(
                     "FBRHUB_GRPC_LISTEN": f"{HOST}:{hub_port}",
                     "FBRHUB_FBR_BASE_URL": sim_url,
                     "FBRHUB_FBR_POS_BASE_URL": sim_url,
-                    # Claim again soon after sends finish: when the adaptive limit (not the
-                    # pool) is full, the forwarder idles a whole poll before claiming more,
-                    # which at the default 0.5 s caps delivery near 2 x that limit per second.
-                    "FBRHUB_FORWARDER_POLL_SECONDS": "0.02",
                     "FBRHUB_RETRY_BASE_SECONDS": "0.2",
                     "FBRHUB_RETRY_MAX_SECONDS": "2",
                     "FBRHUB_SHUTDOWN_GRACE_SECONDS": "10",

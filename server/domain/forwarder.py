@@ -106,13 +106,28 @@ def endpoint_of(tenant: TenantProfile) -> str:
 
 
 def health_signal(outcome: DeliveryOutcome) -> Signal:
-    """What an outcome says about FBR's health (not about the invoice)."""
+    """What an outcome says about FBR's load, for the adaptive limit.
+
+    Only throttling (429) and no answer at all (timeouts, refused or dropped connections)
+    mean "send less"; a stray 5xx says little about load (a 2% error rate would otherwise
+    keep halving the limit), and a run of them is the circuit breaker's job.
+    """
     if outcome.kind in (OutcomeKind.ACCEPTED, OutcomeKind.REJECTED):
         return Signal.GOOD
     status = outcome.http_status
-    if status is None or status == 429 or status >= 500:
+    if status is None or status == 429:
         return Signal.OVERLOAD
     return Signal.NEUTRAL
+
+
+def fbr_failing(outcome: DeliveryOutcome) -> bool | None:
+    """For the circuit breaker: True if FBR failed, False if it answered, None if unclear."""
+    if outcome.kind in (OutcomeKind.ACCEPTED, OutcomeKind.REJECTED):
+        return False
+    status = outcome.http_status
+    if status is None or status == 429 or status >= 500:
+        return True
+    return None
 
 
 AlertSink = Callable[[BreakerChange, list[uuid.UUID]], Awaitable[None]]
@@ -389,10 +404,11 @@ class Forwarder:
         metrics.fbr_request_duration.record(latency, {"endpoint": endpoint})
         metrics.adaptive_limits[endpoint] = limit.limit
         metrics.in_flight[endpoint] = self._per_endpoint[endpoint]
-        if signal is Signal.NEUTRAL:
+        failing = fbr_failing(outcome)
+        if failing is None:
             return
         breaker = self._breaker(endpoint)
-        change = breaker.record(signal is Signal.GOOD)
+        change = breaker.record(not failing)
         metrics.circuit_states[endpoint] = metrics.CIRCUIT_STATE_VALUE[breaker.state.value]
         if change is not None:
             if change.state is CircuitState.OPEN:
