@@ -26,30 +26,15 @@ from clients.fbr_simulator import FbrSimulator, TokenGrant
 from fbrhub.v1 import invoice_service_pb2_grpc
 from server.app import Hub, start_hub
 from server.db.engine import Database
+from server.db.models import Base
 from server.migrate import upgrade
 from server.settings import Settings
 from server.tenancy import create_api_key, create_tenant
 
 POSTGRES_URL = os.environ.get("FBRHUB_TEST_POSTGRES_URL", "")
-TABLES = (
-    "result_events",
-    "delivery_attempts",
-    "invoices",
-    "api_keys",
-    "tenants",
-    "reference_snapshots",
-)
-# Issue 4 tables (privacy, audit, accounts): emptied too between PostgreSQL tests.
-TABLES += (
-    "accounts",
-    "consent_events",
-    "support_messages",
-    "invoice_annotations",
-    "retention_holds",
-    "privacy_requests",
-    "audit_chain_heads",
-    "audit_events",
-)
+# Every table the models define (emptied between PostgreSQL tests), derived so that a new
+# table can never be forgotten here.
+TABLES = tuple(table.name for table in Base.metadata.sorted_tables)
 SELLER_NTN = "8885801"
 SELLER_TOKEN = "sandbox-token-8885801"
 OTHER_NTN = "7000006"

@@ -32,6 +32,7 @@ from clients.fbr.payload import parse_decimal
 from clients.fbr.pos.payload import (
     HEADER_TOTALS,
     ITEM_INVOICE_TYPES,
+    ITEM_NUMBER_FIELDS,
     PAYMENT_MODES,
     NormalisedPosInvoice,
     item_sum,
@@ -143,15 +144,7 @@ def _item(index: int, item: Mapping[str, str], invoice_type: str) -> list[Violat
             )
         )
     amounts: dict[str, Decimal] = {}
-    for name in (
-        "quantity",
-        "tax_rate",
-        "sale_value",
-        "discount",
-        "further_tax",
-        "tax_charged",
-        "total_amount",
-    ):
+    for name, _ in ITEM_NUMBER_FIELDS:
         text = item.get(name, "") or "0"
         value = parse_decimal(text)
         if value is None or value < 0:
