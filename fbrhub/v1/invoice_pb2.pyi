@@ -274,6 +274,10 @@ class _AttemptOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Attemp
     """Not an attempt but an operator's decision (ResolveInvoice / RetryInvoice), kept in the
     same history so that every decision about the invoice is in one place.
     """
+    ATTEMPT_OUTCOME_NOT_SENT: _AttemptOutcome.ValueType  # 6
+    """Claimed but given back before any request went out (the hub was stopping, or FBR's
+    circuit opened while the invoice waited for a free slot); the invoice is due again.
+    """
 
 class AttemptOutcome(_AttemptOutcome, metaclass=_AttemptOutcomeEnumTypeWrapper):
     """The outcome of one delivery attempt."""
@@ -291,6 +295,10 @@ ATTEMPT_OUTCOME_IN_DOUBT: AttemptOutcome.ValueType  # 4
 ATTEMPT_OUTCOME_OPERATOR_DECISION: AttemptOutcome.ValueType  # 5
 """Not an attempt but an operator's decision (ResolveInvoice / RetryInvoice), kept in the
 same history so that every decision about the invoice is in one place.
+"""
+ATTEMPT_OUTCOME_NOT_SENT: AttemptOutcome.ValueType  # 6
+"""Claimed but given back before any request went out (the hub was stopping, or FBR's
+circuit opened while the invoice waited for a free slot); the invoice is due again.
 """
 Global___AttemptOutcome: _TypeAlias = AttemptOutcome  # noqa: Y015
 
