@@ -112,7 +112,12 @@ def event_hash(prev_hash: str, tenant_id: uuid.UUID, content: Mapping[str, Any])
     still matches its own hash but no longer follows its predecessor, which tells a reorder
     (or a removal followed by renumbering) apart from an edit.
     """
-    body = orjson.dumps({"tenant_id": str(tenant_id), **content}, option=orjson.OPT_SORT_KEYS)
+    return _chain_hash(prev_hash, {"tenant_id": str(tenant_id), **content})
+
+
+def _chain_hash(prev_hash: str, document: Mapping[str, Any]) -> str:
+    """SHA-256 of the previous hash, ``|`` and ``document`` as JSON with sorted keys."""
+    body = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(prev_hash.encode() + b"|" + body).hexdigest()
 
 
@@ -164,6 +169,7 @@ async def append_audit_events(
     if not events:
         return
     now = now or dt.datetime.now(dt.UTC)
+    event_time = now.astimezone(dt.UTC).isoformat()
     trace_id = current_trace_id()
     by_tenant: dict[uuid.UUID, list[NewAuditEvent]] = defaultdict(list)
     for event in events:
@@ -172,12 +178,10 @@ async def append_audit_events(
     for tenant_id in sorted(by_tenant):
         head = await _lock_head(session, tenant_id)
         seq, prev = head.last_seq, head.last_hash
+        tenant_text = str(tenant_id)
         for event in by_tenant[tenant_id]:
             seq += 1
-            row: dict[str, Any] = {
-                "tenant_id": tenant_id,
-                "seq": seq,
-                "event_time": now,
+            content = {
                 "actor": event.actor[:64],
                 "action": event.action[:64],
                 "resource": event.resource[:128],
@@ -185,10 +189,23 @@ async def append_audit_events(
                 "request_id": event.request_id[:64],
                 "trace_id": (event.trace_id or trace_id)[:32],
                 "details": {str(k): str(v) for k, v in event.details.items()},
-                "prev_hash": prev,
             }
-            row["hash"] = prev = event_hash(prev, tenant_id, _content(row))
-            rows.append(row)
+            # What event_hash(prev, tenant_id, _content(row)) hashes, built without the
+            # round trip through the row: the tenant and the time are the same for the batch.
+            hashed = _chain_hash(
+                prev, {"tenant_id": tenant_text, "event_time": event_time, **content}
+            )
+            rows.append(
+                {
+                    "tenant_id": tenant_id,
+                    "seq": seq,
+                    "event_time": now,
+                    **content,
+                    "prev_hash": prev,
+                    "hash": hashed,
+                }
+            )
+            prev = hashed
         await session.execute(
             update(AuditChainHead)
             .where(AuditChainHead.tenant_id == tenant_id)

@@ -23,8 +23,8 @@ from enum import StrEnum
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, func, select, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import String, Table, any_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clients.fbr.payload import NormalisedInvoice
@@ -40,6 +40,7 @@ from server.domain.validation import (
     InvoiceValidator,
     Rejection,
     channel_of,
+    without_reference,
 )
 from server.errors import FieldProblem
 
@@ -49,6 +50,7 @@ PENDING_STATES = (
     InvoiceState.SENDING.value,
     InvoiceState.RETRY_WAIT.value,
 )
+_REFERENCE_ARRAY = postgresql.ARRAY(String)
 
 
 class AckOutcome(StrEnum):
@@ -187,12 +189,13 @@ class Ingestor:
         candidates: dict[str, _Candidate] = {}
         for index, invoice in enumerate(invoices):
             reference = invoice.get("erp_reference", "")
-            rejection = self.validator.validate(invoice, batch)
+            payload = self.validator.stored_payload(tenant, invoice)
+            rejection = self.validator.validate(invoice, batch, payload=payload)
             if not reference or len(reference) > MAX_REFERENCE_LENGTH:
                 assert rejection is not None
                 acks[index] = Ack(index, reference, AckOutcome.REJECTED, rejection=rejection)
                 continue
-            submitted = {k: v for k, v in invoice.items() if k != "erp_reference"}
+            submitted = without_reference(invoice)
             digest = content_sha256(submitted)
             earlier = candidates.get(reference)
             if earlier is not None:
@@ -203,7 +206,7 @@ class Ingestor:
                 index,
                 reference,
                 submitted,
-                self.validator.stored_payload(tenant, invoice),
+                payload,
                 digest,
                 rejection,
                 None if rejection else self.validator.original_of(invoice, batch),
@@ -371,9 +374,17 @@ class Ingestor:
     ) -> dict[str, _Stored]:
         if not references:
             return {}
+        # On PostgreSQL one array parameter, not an IN list of thousands: the statement
+        # text stays the same whatever the batch size, so neither SQLAlchemy nor psycopg
+        # has to render and parse thousands of placeholders per batch.
+        matches = (
+            Invoice.erp_reference == any_(bindparam("references", references, _REFERENCE_ARRAY))
+            if self._db.is_postgres
+            else Invoice.erp_reference.in_(references)
+        )
         rows = await session.execute(
             select(Invoice.id, Invoice.erp_reference, Invoice.content_sha256, Invoice.state).where(
-                Invoice.tenant_id == tenant_id, Invoice.erp_reference.in_(references)
+                Invoice.tenant_id == tenant_id, matches
             )
         )
         return {row.erp_reference: _Stored(row.id, row.content_sha256, row.state) for row in rows}
@@ -423,6 +434,10 @@ async def _copy_insert_postgres(
             f"INSERT INTO invoices ({column_list}) SELECT {column_list} FROM {_STAGE} "
             "ON CONFLICT (tenant_id, erp_reference) DO NOTHING RETURNING id"
         )
-        inserted = {row[0] for row in await cursor.fetchall()}
+        if cursor.rowcount == len(rows):
+            # The usual case, nothing stored meanwhile: no need to read back every id.
+            inserted = {row["id"] for row in rows}
+        else:
+            inserted = {row[0] for row in await cursor.fetchall()}
         await cursor.execute(f"TRUNCATE {_STAGE}")
     return inserted

@@ -43,11 +43,15 @@ _ATTEMPT_OUTCOMES = {
     "retryable": invoice_pb2.ATTEMPT_OUTCOME_RETRYABLE,
     "in_doubt": invoice_pb2.ATTEMPT_OUTCOME_IN_DOUBT,
     "operator": invoice_pb2.ATTEMPT_OUTCOME_OPERATOR_DECISION,
+    "not_sent": invoice_pb2.ATTEMPT_OUTCOME_NOT_SENT,
 }
 _ACK_OUTCOMES = {
     "ACCEPTED": invoice_service_pb2.ACK_OUTCOME_ACCEPTED,
     "DUPLICATE": invoice_service_pb2.ACK_OUTCOME_DUPLICATE,
     "REJECTED": invoice_service_pb2.ACK_OUTCOME_REJECTED,
+}
+_STATES = {
+    name.removeprefix("INVOICE_STATE_"): value for name, value in invoice_pb2.InvoiceState.items()
 }
 _RESULT_KINDS = {
     "ACCEPTED": invoice_pb2.RESULT_KIND_ACCEPTED,
@@ -146,23 +150,27 @@ def stored_error_status(error: dict[str, Any] | None) -> status_pb2.Status | Non
     )
 
 
-def ack_to_proto(ack: Ack) -> invoice_service_pb2.InvoiceAck:
-    """A domain ack as protobuf."""
+def ack_to_proto(ack: Ack, *, index: int | None = None) -> invoice_service_pb2.InvoiceAck:
+    """A domain ack as protobuf.
+
+    Args:
+        index: the invoice's position in its request, when that is not ``ack.index`` (acks
+            of several coalesced requests are numbered across the whole group).
+    """
+    index = ack.index if index is None else index
     return invoice_service_pb2.InvoiceAck(
-        index=ack.index,
+        index=index,
         erp_reference=ack.erp_reference,
         outcome=_ACK_OUTCOMES[ack.outcome.value],
         invoice_id=str(ack.invoice_id) if ack.invoice_id else "",
-        state=invoice_pb2.InvoiceState.Value(f"INVOICE_STATE_{ack.state.value}")
-        if ack.state
-        else 0,  # type: ignore[arg-type]
-        error=rejection_status(ack.rejection, index=ack.index) if ack.rejection else None,
+        state=state_to_proto(ack.state.value) if ack.state else 0,  # type: ignore[arg-type]
+        error=rejection_status(ack.rejection, index=index) if ack.rejection else None,
     )
 
 
 def state_to_proto(state: str) -> invoice_pb2.InvoiceState.ValueType:
     """A stored state name as the protobuf enum."""
-    return invoice_pb2.InvoiceState.Value(f"INVOICE_STATE_{state}")
+    return _STATES[state]
 
 
 def state_from_proto(state: invoice_pb2.InvoiceState.ValueType) -> str:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -150,14 +149,13 @@ def _responses(
     for request in group:
         count = len(request.invoices)
         mine = acks[start : start + count]
-        for ack in mine:
-            metrics.invoices_ingested.add(1, {"outcome": ack.outcome.value})
+        # One counter update per outcome rather than per invoice: each update costs an
+        # attribute lookup in the SDK, and the counts are the same.
+        for outcome, invoices in Counter(ack.outcome.value for ack in mine).items():
+            metrics.invoices_ingested.add(invoices, {"outcome": outcome})
         yield (
             invoice_service_pb2.SubmitInvoicesResponse(
-                acks=[
-                    converters.ack_to_proto(dataclasses.replace(a, index=a.index - start))
-                    for a in mine
-                ]
+                acks=[converters.ack_to_proto(a, index=a.index - start) for a in mine]
             ),
             count,
         )

@@ -56,6 +56,8 @@ from __future__ import annotations
 
 from clients.fbr.payload import NormalisedInvoice
 from clients.fbr.rules.context import (
+    PRODUCT_FIELDS,
+    JudgedProduct,
     Line,
     OriginalInvoiceLookup,
     Rule,
@@ -75,20 +77,54 @@ __all__ = [
 ]
 
 
+# A context is made per batch (hub) or request (simulator); the limit only keeps one that
+# lives longer from growing without end.
+_JUDGED_PRODUCTS_LIMIT = 10_000
+
+
 def validate_invoice(invoice: NormalisedInvoice, context: ValidationContext) -> list[Violation]:
     """Every rule the invoice breaks: header violations first, then line by line.
 
     Equivalent to running each ``RULES[i].check``, but the lines are walked once rather than
-    once per rule, because the hub validates thousands of invoices a second.
+    once per rule, because the hub validates thousands of invoices a second. For the same
+    reason the product rules (``table.PRODUCT_RULES``) run once per product: their verdict is
+    remembered in ``context.judged_products`` and reused, at its own index, by every later
+    line of the same product under the same context (a batch in the hub).
     """
     violations: list[Violation] = []
     for check in HEADER_CHECKS:
         violations.extend(check(invoice, context))
     on = reference_date(invoice, context)
+    judged = context.judged_products
+    invoice_key = (invoice.get("scenario_id", ""), invoice.get("seller_province", ""), on)
     for index, item in enumerate(invoice.get("items") or ()):
-        line = Line(item, index, invoice, context, on)
-        for item_check in item_checks_for(item.get("sale_type", "")):
+        product_checks, other_checks = item_checks_for(item.get("sale_type", ""))
+        key = (*invoice_key, *map(item.get, PRODUCT_FIELDS))
+        known = judged.get(key)
+        if known is None:
+            line = Line(item, index, invoice, context, on)
+            product_violations = [v for check in product_checks for v in check(line)]
+            if len(judged) < _JUDGED_PRODUCTS_LIMIT:
+                relative = tuple(map(_within_line, product_violations))
+                judged[key] = JudgedProduct(line.product, relative)
+        else:
+            line = Line(item, index, invoice, context, on, known.product)
+            product_violations = [_at_line(index, v) for v in known.violations]
+        violations.extend(product_violations)
+        for item_check in other_checks:
             found = item_check(line)
             if found:
                 violations.extend(found)
     return violations
+
+
+def _within_line(violation: Violation) -> Violation:
+    """``violation`` with its path relative to its line (``items[3].uom`` -> ``uom``)."""
+    return Violation(violation.path.split(".", 1)[1], violation.fbr_error_code, violation.message)
+
+
+def _at_line(index: int, violation: Violation) -> Violation:
+    """A line-relative ``violation`` placed at line ``index`` (``uom`` -> ``items[3].uom``)."""
+    return Violation(
+        f"items[{index}].{violation.path}", violation.fbr_error_code, violation.message
+    )

@@ -45,6 +45,10 @@ class ValidationContext:
     """Looks up a debit note's original by FBR number (0057, 0029, 0034); None: not checked."""
     assigned_scenarios: frozenset[str] | None = None
     """Sandbox scenarios assigned to the seller (0203); None: all of SN001-SN028."""
+    judged_products: dict[tuple[Any, ...], JudgedProduct] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Memo of ``validate_invoice``: the products it has judged under this context."""
 
 
 Check = Callable[[NormalisedInvoice, ValidationContext], Iterable[Violation]]
@@ -100,7 +104,8 @@ def fraction_digits(text: str) -> int | None:
 
 def close_enough(actual: Decimal, expected: Decimal) -> bool:
     """The tax tolerance: within Rs 1.00 or 0.5% of the expected amount, whichever is more."""
-    return abs(actual - expected) <= max(_TOLERANCE_FLOOR, abs(expected) * _TOLERANCE_FRACTION)
+    difference = abs(actual - expected)
+    return difference <= _TOLERANCE_FLOOR or difference <= abs(expected) * _TOLERANCE_FRACTION
 
 
 def one(path: str, code: str, message: str) -> tuple[Violation]:
@@ -113,6 +118,51 @@ def reference_date(invoice: Invoice, context: Context) -> datetime.date:
     return parse_date(invoice.get("invoice_date", "")) or context.today
 
 
+PRODUCT_FIELDS = ("sale_type", "hs_code", "uom", "rate", "sro_schedule_no", "sro_item_serial_no")
+"""The line fields that say what a line sells and how it is taxed (see :class:`Product`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """What the rules look up about a line's product: the same for all lines of the product.
+
+    Two lines are the same product when their :data:`PRODUCT_FIELDS` are equal and their
+    invoices have the same scenario, seller province and reference date.
+    """
+
+    sale_type: SaleType | None
+    """How the sale type is taxed (hub knowledge); None for one the hub cannot judge."""
+    rates: Mapping[str, int] | None
+    """Rate text -> FBR rate id allowed for the sale type; None when not known."""
+    rate_id: int | None
+    """The FBR rate id of the line's rate, if the rate is allowed for the sale type."""
+    rate: RateComponents | None
+    """The parsed rate, only if it is valid for the sale type (else 0013/0046 speak)."""
+
+    @classmethod
+    def look_up(
+        cls, item: Mapping[str, str], invoice: Invoice, context: Context, on: datetime.date
+    ) -> Product:
+        """The product of line ``item`` of ``invoice``, reference data read for ``on``."""
+        sale_type_name = item.get("sale_type", "")
+        sale_type = reference.sale_type(sale_type_name)
+        rates = context.reference_data.rates(sale_type_name, invoice.get("seller_province", ""), on)
+        rate = item.get("rate", "")
+        rate_id = rates.get(rate) if rates is not None else None
+        components = None
+        if sale_type is not None and (rates is None or rate_id is not None):
+            components = reference.rate_components(rate)
+        return cls(sale_type, rates, rate_id, components)
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedProduct:
+    """A product and what the product rules found wrong with it (paths are field names)."""
+
+    product: Product
+    violations: tuple[Violation, ...]
+
+
 class Line:
     """One invoice line with what several rules need, looked up once."""
 
@@ -123,6 +173,7 @@ class Line:
         "invoice",
         "item",
         "on",
+        "product",
         "rate",
         "rate_id",
         "rates",
@@ -136,25 +187,24 @@ class Line:
         invoice: Invoice,
         context: Context,
         on: datetime.date,
+        product: Product | None = None,
     ) -> None:
+        """The line ``item`` at ``index`` of ``invoice``.
+
+        Args:
+            product: the line's product, if already looked up (else it is looked up here).
+        """
         self.item = item
         self.index = index
         self.invoice = invoice
         self.context = context
         self.on = on
-        sale_type_name = item.get("sale_type", "")
-        self.sale_type: SaleType | None = reference.sale_type(sale_type_name)
-        """How the sale type is taxed (hub knowledge); None for one the hub cannot judge."""
-        self.rates: Mapping[str, int] | None = context.reference_data.rates(
-            sale_type_name, invoice.get("seller_province", ""), on
-        )
-        """Rate text -> FBR rate id allowed for the sale type; None when not known."""
-        rate = item.get("rate", "")
-        self.rate_id: int | None = self.rates.get(rate) if self.rates is not None else None
-        self.rate: RateComponents | None = None
-        """The parsed rate, only if it is valid for the sale type (else 0013/0046 speak)."""
-        if self.sale_type is not None and (self.rates is None or self.rate_id is not None):
-            self.rate = reference.rate_components(rate)
+        self.product = product or Product.look_up(item, invoice, context, on)
+        # The product's lookups, under the names the rules use.
+        self.sale_type = self.product.sale_type
+        self.rates = self.product.rates
+        self.rate_id = self.product.rate_id
+        self.rate = self.product.rate
         # One scan serves both number rules (0300, 0302): (field, code) of each bad number.
         self.bad_numbers: list[tuple[str, str]] = []
         for name, limit in _DECIMALS:

@@ -102,16 +102,50 @@ _SCOPE: dict[str, Callable[[SaleType], bool]] = {
     "cotton_ginner_withholding": lambda s: s.name == "Cotton ginners",
     "electricity_rate_cap": lambda s: s.name == "Electricity Supply to Retailers",
 }
+PRODUCT_RULES = frozenset(
+    {
+        "sale_type_known",
+        "sale_type_matches_scenario",
+        "hs_code_format",
+        "hs_code_exists",
+        "uom_known",
+        "uom_kg_for_potassium_chlorate",
+        "uom_mt_for_steel",
+        "uom_allowed_for_hs_code",
+        "rate_valid_for_sale_type",
+        "sro_schedule_required",
+        "sro_schedule_valid",
+        "sro_item_serial_required",
+        "sro_item_serial_valid",
+    }
+)
+"""Line rules that look only at the line's product (``context.PRODUCT_FIELDS``, the invoice's
+scenario, seller province and reference date), never at amounts or the description: a batch
+repeats a seller's few products, so validate_invoice judges each product once."""
+
 _LINE_RULES = tuple(rule.rule_id for rule in RULES if rule.rule_id in ITEM_CHECK_OF)
-_GENERIC_CHECKS = tuple(ITEM_CHECK_OF[r] for r in _LINE_RULES if r not in _SCOPE)
+# Every product rule comes before the other line rules, so judging the product first keeps
+# each line's violations in table order.
+assert _LINE_RULES[: len(PRODUCT_RULES)] == tuple(r for r in _LINE_RULES if r in PRODUCT_RULES)
+
+
+def _checks(rule_ids: tuple[str, ...]) -> tuple[tuple[ItemCheck, ...], tuple[ItemCheck, ...]]:
+    return (
+        tuple(ITEM_CHECK_OF[r] for r in rule_ids if r in PRODUCT_RULES),
+        tuple(ITEM_CHECK_OF[r] for r in rule_ids if r not in PRODUCT_RULES),
+    )
+
+
+_GENERIC_CHECKS = _checks(tuple(r for r in _LINE_RULES if r not in _SCOPE))
 _CHECKS_BY_SALE_TYPE = {
-    sale_type.name: tuple(
-        ITEM_CHECK_OF[r] for r in _LINE_RULES if r not in _SCOPE or _SCOPE[r](sale_type)
+    sale_type.name: _checks(
+        tuple(r for r in _LINE_RULES if r not in _SCOPE or _SCOPE[r](sale_type))
     )
     for sale_type in reference.SALE_TYPES
 }
 
 
-def item_checks_for(sale_type: str) -> tuple[ItemCheck, ...]:
-    """The line checks that can fire for a line of ``sale_type``, in table order."""
+def item_checks_for(sale_type: str) -> tuple[tuple[ItemCheck, ...], tuple[ItemCheck, ...]]:
+    """The line checks that can fire for a line of ``sale_type``, in table order: the
+    product rules' checks, then the others'."""
     return _CHECKS_BY_SALE_TYPE.get(sale_type, _GENERIC_CHECKS)
