@@ -25,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -136,6 +137,10 @@ class ApiKey(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
+# Invoices waiting for a delivery attempt (the claimable ones).
+DUE_CONDITION = text("state IN ('QUEUED', 'RETRY_WAIT')")
+
+
 class Invoice(Base):
     """An invoice received from an ERP, and the outbox row that drives its delivery."""
 
@@ -143,8 +148,16 @@ class Invoice(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "erp_reference", name="uq_invoices_tenant_reference"),
         Index("ix_invoices_due", "state", "next_attempt_at"),
-        # Claims are per tenant (pacing and fairness): tenant first.
-        Index("ix_invoices_tenant_due", "tenant_id", "state", "next_attempt_at"),
+        # Claims are per tenant (pacing and fairness), oldest due first. Partial, so that a
+        # claim reads only the due rows in order however many delivered invoices the table
+        # holds (a plain (tenant, state, due) index cannot order across the two states).
+        Index(
+            "ix_invoices_tenant_due_at",
+            "tenant_id",
+            "next_attempt_at",
+            postgresql_where=DUE_CONDITION,
+            sqlite_where=DUE_CONDITION,
+        ),
         Index("ix_invoices_tenant_created", "tenant_id", "created_at", "id"),
         # Debit notes find their original by FBR number.
         Index("ix_invoices_tenant_fbr_number", "tenant_id", "fbr_invoice_number"),

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 # Any constant works; it only has to be the same in every hub process.
 MONITOR_LOCK_ID = 0x6662_7268_7562
+# What the periodic check counts: invoices that still need the hub or an operator.
+UNSETTLED_STATES = (*PENDING_STATES, InvoiceState.IN_DOUBT.value)
 
 
 @dataclass
@@ -65,15 +67,29 @@ class TenantQueueHealth:
 
 
 async def queue_health(
-    session: AsyncSession, now: dt.datetime, stuck_after_seconds: float
+    session: AsyncSession,
+    now: dt.datetime,
+    stuck_after_seconds: float,
+    *,
+    include_settled: bool = True,
 ) -> list[TenantQueueHealth]:
-    """Summarise every tenant's invoices by state, with pending age and stuck counts."""
+    """Summarise every tenant's invoices by state, with pending age and stuck counts.
+
+    Args:
+        session: where to read.
+        now: the time ages are measured from.
+        stuck_after_seconds: pending longer than this counts as stuck.
+        include_settled: also count ACCEPTED and the rejected states. That reads every
+            invoice ever kept (years of them), so the periodic monitor leaves them out and
+            reads only the unsettled ones through the state index; ``fbrhub status`` asks.
+    """
     health: dict[uuid.UUID, TenantQueueHealth] = {}
-    rows = await session.execute(
-        select(Invoice.tenant_id, Invoice.state, func.count()).group_by(
-            Invoice.tenant_id, Invoice.state
-        )
+    by_state = select(Invoice.tenant_id, Invoice.state, func.count()).group_by(
+        Invoice.tenant_id, Invoice.state
     )
+    if not include_settled:
+        by_state = by_state.where(Invoice.state.in_(UNSETTLED_STATES))
+    rows = await session.execute(by_state)
     for tenant_id, state, count in rows:
         health.setdefault(tenant_id, TenantQueueHealth(tenant_id)).by_state[state] = count
     cutoff = now - dt.timedelta(seconds=stuck_after_seconds)
@@ -198,7 +214,7 @@ class QueueMonitor:
                 )
             else:
                 leader = True
-            health = await queue_health(session, now, self._stuck_after)
+            health = await queue_health(session, now, self._stuck_after, include_settled=False)
             events = self._alerts(health) if leader else []
             await append_results(session, events, now)
         for entry in health:
