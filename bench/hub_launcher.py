@@ -1,8 +1,8 @@
 """Run the real hub (``server.app.start_hub``, ``FBRHUB_*`` settings) with a chosen FBR transport.
 
-The hub has no setting that picks the FBR client's HTTP transport, so the forwarding benchmark
-starts it through this launcher to put httpx's own pool (``httpx.AsyncHTTPTransport``) beside
-the default aiohttp-backed transport. Everything else is ``fbrhub serve``.
+The forwarding benchmark starts the hub through this launcher to put httpx's own pool
+(``httpx.AsyncHTTPTransport`` with limits sized to the concurrency) beside the default
+aiohttp-backed transport. Everything else is ``fbrhub serve``.
 
 Run: ``python -m bench.hub_launcher --transport default|httpx``
 """
@@ -16,7 +16,7 @@ import signal
 import httpx
 
 from clients.fbr.client import FbrClient
-from server.app import build_fbr_client, start_hub
+from server.app import build_fbr_client, settle_garbage_collector, start_hub
 from server.settings import Settings
 from server.telemetry import configure_logging
 
@@ -40,6 +40,7 @@ async def serve(transport: str) -> None:
     else:
         fbr = build_fbr_client(settings)
     hub = await start_hub(settings, fbr=fbr)
+    settle_garbage_collector()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()

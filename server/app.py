@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import uuid
@@ -91,6 +92,7 @@ def forwarder_config(settings: Settings) -> ForwarderConfig:
     """The forwarder's tuning, from settings."""
     return ForwarderConfig(
         concurrency=settings.forwarder_concurrency,
+        prefetch=settings.forwarder_prefetch,
         claim_batch=settings.forwarder_claim_batch,
         poll_seconds=settings.forwarder_poll_seconds,
         lease_seconds=settings.forwarder_lease_seconds,
@@ -209,9 +211,25 @@ async def start_hub(
     return hub
 
 
+def settle_garbage_collector() -> None:
+    """Tune the garbage collector for a long-running server, once start-up is done.
+
+    Everything built at start-up (modules, SQLAlchemy metadata, protobuf descriptors) lives
+    for the whole process, yet every full collection walked it again: under load that was
+    about a tenth of the hub's time, in pauses of up to ~130 ms that delayed every request in
+    flight (bench/). ``gc.freeze`` moves those objects out of the collector's view, and a
+    larger first-generation threshold lets short-lived request objects die in fewer passes.
+    Reference cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 100)
+
+
 async def serve(settings: Settings) -> None:
     """Run the hub until SIGTERM or SIGINT, then shut down gracefully."""
     hub = await start_hub(settings)
+    settle_garbage_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
 
     forwarder_enabled: bool = True
     forwarder_concurrency: int = Field(default=64, ge=1, le=1024)
+    forwarder_prefetch: int | None = Field(default=None, ge=0, le=4096)
     forwarder_claim_batch: int = Field(default=200, ge=1, le=5000)
     forwarder_poll_seconds: float = 0.5
     forwarder_lease_seconds: float = 60.0

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from clients.fbr.responses import DeliveryOutcome
+from clients.fbr.responses import DeliveryOutcome, OutcomeKind
 from clients.fbr_simulator import Fault, FbrSimulator
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
 from server.app import Hub, start_hub
@@ -21,7 +22,7 @@ from server.domain.ingest import Ingestor
 from server.domain.notify import Notifier
 from server.domain.tenants import load_tenant
 from tests.conftest import OTHER_TOKEN, SELLER_NTN, Tenant, hub_settings, make_tenant
-from tests.helpers import proto_invoice, sample
+from tests.helpers import eventually, proto_invoice, sample
 from tests.test_invoice_path import results_until, submit, violations
 
 
@@ -145,8 +146,6 @@ async def test_wrong_fbr_token_is_retried_with_backoff_not_given_up(
             ).all()
         return sum(a.outcome == "retryable" for a in attempts) >= 2
 
-    from tests.helpers import eventually
-
     await eventually(retried_twice)
     async with db.read() as session:
         row = await session.get(Invoice, invoice_id)
@@ -190,6 +189,136 @@ async def test_expired_lease_becomes_in_doubt_not_queued(db: Database, tenant: T
     assert row is not None and row.state == InvoiceState.IN_DOUBT
     assert [e.kind for e in events] == ["IN_DOUBT"]
     assert [(a.number, a.outcome) for a in attempts] == [(1, "in_doubt")]
+    # The dead worker never recorded its claim in the audit trail; recovery does, from the
+    # attempt row, so the trail still shows every state change.
+    from server.db.privacy_models import AuditEvent
+
+    async with db.read() as session:
+        trail = (
+            await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.resource == f"invoices/{ack.invoice_id}")
+                .order_by(AuditEvent.seq)
+            )
+        ).all()
+    assert [(e.action, e.actor) for e in trail] == [
+        ("invoice.queued", trail[0].actor),
+        ("invoice.sending", "system:dead"),
+        ("invoice.in_doubt", "system:lease-recovery"),
+    ]
+    assert trail[1].details["claimed_at"] == now.isoformat()
+
+
+async def test_claimed_but_unsent_invoices_are_released_back_to_the_queue(
+    db: Database, tenant: Tenant
+) -> None:
+    # The forwarder holds a few claimed invoices ready; when it stops (or FBR's circuit
+    # opens) before sending them, they go back to the queue with the attempt marked
+    # not_sent, and an invoice whose lease another worker took over is left alone.
+    from server.db.privacy_models import AuditEvent
+
+    notifier = Notifier()
+    profile = await load_tenant(db, tenant.id)
+    assert profile is not None
+    ingestor = Ingestor(db, notifier)
+    acks = await ingestor.submit(profile, [sample(f"HOLD-{i}") for i in range(3)])
+    worker = Forwarder(db, NeverSends(), notifier, ForwarderConfig(), worker_id="holder")
+    claimed = await worker.claim_due(10)
+    assert {c.invoice_id for c in claimed} == {a.invoice_id for a in acks}
+    taken_over = claimed[0]
+    async with db.write() as session:
+        row = await session.get(Invoice, taken_over.invoice_id)
+        assert row is not None
+        row.lease_owner = "someone-else"
+
+    assert await worker.outbox.release(claimed, worker_id="holder") == 2
+
+    async with db.read() as session:
+        rows = {r.id: r for r in (await session.scalars(select(Invoice))).all()}
+        attempts = (await session.scalars(select(DeliveryAttempt))).all()
+        released = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.action == "invoice.released"))
+        ).all()
+    assert rows[taken_over.invoice_id].state == InvoiceState.SENDING
+    for item in claimed[1:]:
+        row = rows[item.invoice_id]
+        assert (row.state, row.lease_owner, row.attempt_count) == (InvoiceState.QUEUED, None, 1)
+    outcomes = {a.invoice_id: a.outcome for a in attempts}
+    assert outcomes[taken_over.invoice_id] is None
+    assert [outcomes[c.invoice_id] for c in claimed[1:]] == ["not_sent", "not_sent"]
+    assert len(released) == 2
+    # GetInvoice shows such an attempt as NOT_SENT.
+    from server.services.converters import record_to_proto
+
+    shown = record_to_proto(
+        rows[claimed[1].invoice_id],
+        [a for a in attempts if a.invoice_id == claimed[1].invoice_id],
+    )
+    assert [a.outcome for a in shown.attempts] == [invoice_pb2.ATTEMPT_OUTCOME_NOT_SENT]
+    # Released invoices are due again at once, under the next attempt number.
+    again = await worker.claim_due(10)
+    assert sorted((c.invoice_id, c.attempt) for c in again) == sorted(
+        (c.invoice_id, 2) for c in claimed[1:]
+    )
+
+
+class GatedFbr:
+    """Stands in for FBR: every post waits for the gate, then is accepted."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.posted = 0
+
+    async def post_invoice(self, *args: object, **kwargs: object) -> DeliveryOutcome:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.gate.wait()
+        finally:
+            self.in_flight -= 1
+        self.posted += 1
+        return DeliveryOutcome(
+            OutcomeKind.ACCEPTED, 200, fbr_invoice_number=f"7000007DI{self.posted:013d}"
+        )
+
+
+async def test_forwarder_fills_the_window_holds_a_buffer_and_gives_it_back_on_stop(
+    db: Database, tenant: Tenant
+) -> None:
+    notifier = Notifier()
+    profile = await load_tenant(db, tenant.id)
+    assert profile is not None
+    await Ingestor(db, notifier).submit(profile, [sample(f"WIN-{i}") for i in range(40)])
+    fbr = GatedFbr()
+    config = ForwarderConfig(concurrency=4, prefetch=6, poll_seconds=0.05)
+    forwarder = Forwarder(db, fbr, notifier, config, worker_id="windowed")
+    running = asyncio.create_task(forwarder.run())
+
+    async def states() -> dict[str, int]:
+        async with db.read() as session:
+            rows = await session.execute(
+                select(Invoice.state, func.count()).group_by(Invoice.state)
+            )
+            return {str(state): int(count) for state, count in rows.all()}
+
+    async def window_and_buffer_full() -> bool:
+        return fbr.in_flight == 4 and (await states()).get("SENDING") == 10
+
+    await eventually(window_and_buffer_full)
+    await forwarder.stop()
+    fbr.gate.set()  # the four in flight are answered; the six held were never sent
+    await running
+
+    assert fbr.most_in_flight == 4
+    assert fbr.posted == 4
+    assert await states() == {"ACCEPTED": 4, "QUEUED": 36}
+    async with db.read() as session:
+        outcomes = await session.execute(
+            select(DeliveryAttempt.outcome, func.count()).group_by(DeliveryAttempt.outcome)
+        )
+        assert dict(outcomes.all()) == {"accepted": 4, "not_sent": 6}
 
 
 async def test_two_workers_never_claim_the_same_invoice(db: Database, tenant: Tenant) -> None:
@@ -200,7 +329,6 @@ async def test_two_workers_never_claim_the_same_invoice(db: Database, tenant: Te
     await ingestor.submit(profile, [sample(f"PAIR-{i}") for i in range(40)])
     config = ForwarderConfig(claim_batch=7)
     workers = [Forwarder(db, NeverSends(), notifier, config, worker_id=f"w{i}") for i in range(3)]
-    import asyncio
 
     claimed: list[uuid.UUID] = []
     while True:

@@ -8,8 +8,15 @@ Each turn of the loop works out, for every tenant, how many invoices it may star
                  room under the tenant's concurrency limit,
                  tokens in the tenant's bucket)
 
-then claims that many due invoices per tenant in one transaction (``server.domain.outbox``)
-and sends them. Tenants are served round-robin so one big backlog cannot starve the rest.
+then claims that many due invoices per tenant in one transaction (``server.domain.outbox``).
+Claimed invoices wait in a small per-tenant *ready* buffer (``prefetch`` invoices beyond the
+concurrency) and start the moment a request finishes and pacing allows, so a slot never
+waits for a claim round trip; the buffer is refilled in bulk once half of it has gone. An
+invoice in the buffer holds a lease but has not been sent: when the stop comes, its circuit
+opens or it waits too long, it is released back to the queue (``Outbox.release``) with its
+attempt marked not sent. Only a crash leaves such invoices to lease recovery, which puts them
+IN_DOUBT like the ones in flight: at most ``prefetch`` of them, never a blind resend.
+Tenants are served round-robin so one big backlog cannot starve the rest.
 Outcomes feed back: overload signals (429, 5xx, timeouts) halve the adaptive limit and count
 toward opening the circuit; while a circuit is open only probes go out, and ingest keeps
 accepting invoices, which simply wait in the outbox.
@@ -24,7 +31,7 @@ import logging
 import random
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -69,6 +76,8 @@ class ForwarderConfig:
     Attributes:
         concurrency: most requests in flight to FBR from this process, and the ceiling of
             each endpoint's adaptive limit.
+        prefetch: claimed invoices held ready beyond ``concurrency`` so that a finished
+            request is replaced at once; ``None`` is half of ``concurrency`` (at least 16).
         claim_batch: most invoices claimed per tenant per transaction.
         poll_seconds: longest sleep when nothing is due (new ingest wakes it earlier).
         lease_seconds: how long a claim holds; must exceed the FBR read timeout.
@@ -85,6 +94,7 @@ class ForwarderConfig:
     """
 
     concurrency: int = 64
+    prefetch: int | None = None
     claim_batch: int = 200
     poll_seconds: float = 0.5
     lease_seconds: float = 60.0
@@ -98,6 +108,15 @@ class ForwarderConfig:
     breaker_open_seconds: float = 1.0
     breaker_max_open_seconds: float = 60.0
     tenant_refresh_seconds: float = 5.0
+
+    @property
+    def ready_size(self) -> int:
+        """How many claimed invoices may wait for a free slot."""
+        if self.prefetch is not None:
+            return max(0, self.prefetch)
+        # Half the window: a claim takes a few event-loop turns per statement under load
+        # (~60 ms at 900 answers/s), and the buffer must not run dry while it runs.
+        return max(16, self.concurrency // 2)
 
 
 def endpoint_of(tenant: TenantProfile) -> str:
@@ -129,6 +148,10 @@ def fbr_failing(outcome: DeliveryOutcome) -> bool | None:
         return True
     return None
 
+
+# Outcomes are recorded in batches: wait this long for more when fewer than the target wait.
+RECORD_LINGER_SECONDS = 0.02
+RECORD_BATCH_TARGET = 32
 
 AlertSink = Callable[[BreakerChange, list[uuid.UUID]], Awaitable[None]]
 
@@ -166,6 +189,10 @@ class Forwarder:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._per_tenant: Counter[uuid.UUID] = Counter()
         self._per_endpoint: Counter[str] = Counter()
+        # Claimed, not yet sent: per tenant, oldest first, with the monotonic claim time.
+        self._ready: dict[uuid.UUID, deque[tuple[float, Claimed]]] = {}
+        self._ready_count = 0
+        self._ready_per_endpoint: Counter[str] = Counter()
         self._finished: asyncio.Queue[Finished] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._tenants: list[TenantProfile] = []
@@ -228,11 +255,19 @@ class Forwarder:
             )
         return bucket
 
+    def _tenant_cap(self) -> int:
+        return self._config.tenant_concurrency or self._config.concurrency
+
     def budgets(self) -> dict[uuid.UUID, int]:
-        """How many invoices each tenant may start now (round-robin from a rotating start)."""
+        """How many invoices each tenant may claim now (round-robin from a rotating start).
+
+        Claims fill the slots under every limit plus the ready buffer; an endpoint whose
+        circuit is not closed gets nothing but its one probe, and nothing held ready.
+        """
         config = self._config
-        room = config.concurrency - len(self._in_flight)
+        room = config.concurrency + config.ready_size - len(self._in_flight) - self._ready_count
         endpoint_room: dict[str, int] = {}
+        extras: dict[str, int] = {}
         budgets: dict[uuid.UUID, int] = {}
         if room <= 0 or not self._tenants:
             return budgets
@@ -242,14 +277,22 @@ class Forwarder:
             endpoint = endpoint_of(tenant)
             if endpoint not in endpoint_room:
                 allowance = self._breaker(endpoint).allowance()
-                free = self._limit(endpoint).limit - self._per_endpoint[endpoint]
+                # Hold invoices ready only toward a healthy endpoint; otherwise claim just
+                # the probe, and only when it can go out at once.
+                extras[endpoint] = config.ready_size if allowance < 0 else 0
+                free = (
+                    self._limit(endpoint).limit
+                    + extras[endpoint]
+                    - self._per_endpoint[endpoint]
+                    - self._ready_per_endpoint[endpoint]
+                )
                 endpoint_room[endpoint] = free if allowance < 0 else min(free, allowance)
-            tenant_cap = config.tenant_concurrency or config.concurrency
+            ready = len(self._ready.get(tenant.id, ()))
             budget = min(
                 room,
                 endpoint_room[endpoint],
-                tenant_cap - self._per_tenant[tenant.id],
-                self._bucket(tenant).available(),
+                self._tenant_cap() + extras[endpoint] - self._per_tenant[tenant.id] - ready,
+                self._bucket(tenant).available() - ready,
                 config.claim_batch,
             )
             if budget > 0:
@@ -259,6 +302,16 @@ class Forwarder:
             if room <= 0:
                 break
         return budgets
+
+    def _may_start(self, claimed: Claimed, endpoint: str) -> bool:
+        """Whether pacing lets this claimed invoice go out now."""
+        tenant = claimed.tenant
+        return (
+            self._breaker(endpoint).allowance() != 0
+            and self._per_endpoint[endpoint] < self._limit(endpoint).limit
+            and self._per_tenant[tenant.id] < self._tenant_cap()
+            and self._bucket(tenant).available() > 0
+        )
 
     def _next_wake(self) -> float:
         """Seconds until pacing could allow more work (tokens refill, a probe is due)."""
@@ -285,6 +338,8 @@ class Forwarder:
                     await self._guarded(self.outbox.reclaim_expired_leases())
                     next_reclaim = self._monotonic() + self._config.lease_seconds / 4
                 await self._guarded(self._refresh_tenants())
+                await self._guarded(self._release_unsendable())
+                self._start_ready()
                 budgets = self.budgets()
                 claimed: list[Claimed] = []
                 if budgets:
@@ -294,12 +349,13 @@ class Forwarder:
                                 budgets,
                                 worker_id=self.worker_id,
                                 lease_seconds=self._config.lease_seconds,
+                                profiles={t.id: t for t in self._tenants},
                             )
                         )
                         or []
                     )
-                for item in claimed:
-                    self._start(item)
+                self._hold(claimed)
+                self._start_ready()
                 if claimed and len(claimed) == sum(budgets.values()):
                     await self._wait_for_room()
                 elif not claimed:
@@ -307,6 +363,7 @@ class Forwarder:
                     # refilling); with budget but nothing due, only new work or the clock.
                     await self._idle(self._next_wake(), on_completion=not budgets)
         finally:
+            await self._guarded(self._release(self._take_ready(lambda _at, _c: True)))
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
             await self._finished.join()
@@ -346,15 +403,85 @@ class Forwarder:
             task.cancel()
 
     async def _wait_for_room(self) -> None:
-        # Refill in bulk: one claim transaction per quarter of the window, not one per send.
-        refill_at = max(1, self._config.concurrency // 4)
-        while self._in_flight and self._config.concurrency - len(self._in_flight) < refill_at:
+        # Refill in bulk: claim again once half the ready buffer has gone out (a quarter of
+        # the window when there is no buffer), not once per send.
+        config = self._config
+        refill_at = max(1, config.ready_size // 2 or config.concurrency // 4)
+        capacity = config.concurrency + config.ready_size
+        while (
+            self._in_flight
+            and capacity - len(self._in_flight) - self._ready_count < refill_at
+            and not self._stopping.is_set()
+        ):
             await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+
+    # -- the ready buffer ---------------------------------------------------------------
+
+    def _hold(self, claimed: list[Claimed]) -> None:
+        now = self._monotonic()
+        for item in claimed:
+            self._ready.setdefault(item.tenant.id, deque()).append((now, item))
+            self._ready_per_endpoint[endpoint_of(item.tenant)] += 1
+        self._ready_count += len(claimed)
+
+    def _start_ready(self) -> None:
+        """Send held invoices while slots are free and pacing allows, tenants in turn."""
+        concurrency = self._config.concurrency
+        progress = not self._stopping.is_set()  # once stopping, held invoices are released
+        while progress and self._ready_count and len(self._in_flight) < concurrency:
+            progress = False
+            for queue in self._ready.values():
+                if not queue or len(self._in_flight) >= concurrency:
+                    continue
+                claimed = queue[0][1]
+                endpoint = endpoint_of(claimed.tenant)
+                if self._may_start(claimed, endpoint):
+                    queue.popleft()
+                    self._ready_count -= 1
+                    self._ready_per_endpoint[endpoint] -= 1
+                    self._start(claimed, endpoint)
+                    progress = True
+
+    def _take_ready(self, drop: Callable[[float, Claimed], bool]) -> list[Claimed]:
+        """Remove and return the held invoices for which ``drop(claimed_at, claimed)``."""
+        taken: list[Claimed] = []
+        for queue in self._ready.values():
+            kept: list[tuple[float, Claimed]] = []
+            for at, claimed in queue:
+                if drop(at, claimed):
+                    taken.append(claimed)
+                else:
+                    kept.append((at, claimed))
+            queue.clear()
+            queue.extend(kept)
+        for claimed in taken:
+            self._ready_per_endpoint[endpoint_of(claimed.tenant)] -= 1
+        self._ready_count -= len(taken)
+        return taken
+
+    async def _release_unsendable(self) -> None:
+        """Give back held invoices whose circuit is not closed or whose lease runs low."""
+        if not self._ready_count:
+            return
+        stale_before = self._monotonic() - self._config.lease_seconds / 2
+        blocked = {
+            endpoint
+            for endpoint, count in self._ready_per_endpoint.items()
+            if count and self._breaker(endpoint).state is not CircuitState.CLOSED
+        }
+        await self._release(
+            self._take_ready(
+                lambda at, claimed: at < stale_before or endpoint_of(claimed.tenant) in blocked
+            )
+        )
+
+    async def _release(self, claimed: list[Claimed]) -> None:
+        if claimed:
+            await self.outbox.release(claimed, worker_id=self.worker_id)
 
     # -- sending ------------------------------------------------------------------------
 
-    def _start(self, claimed: Claimed) -> None:
-        endpoint = endpoint_of(claimed.tenant)
+    def _start(self, claimed: Claimed, endpoint: str) -> None:
         self._per_tenant[claimed.tenant.id] += 1
         self._per_endpoint[endpoint] += 1
         self._bucket(claimed.tenant).take(1)
@@ -362,7 +489,11 @@ class Forwarder:
         metrics.in_flight[endpoint] = self._per_endpoint[endpoint]
         task = asyncio.create_task(self._deliver(claimed, endpoint))
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        task.add_done_callback(self._delivered)
+
+    def _delivered(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._start_ready()
 
     async def _deliver(self, claimed: Claimed, endpoint: str) -> None:
         started = self._monotonic()
@@ -430,6 +561,10 @@ class Forwarder:
     async def _record_loop(self) -> None:
         while True:
             batch = [await self._finished.get()]
+            if self._finished.qsize() < RECORD_BATCH_TARGET and not self._stopping.is_set():
+                # A recording transaction has a fixed cost of a few ms, so at modest rates
+                # one per answer would dominate the forwarder's CPU: let answers gather.
+                await asyncio.sleep(RECORD_LINGER_SECONDS)
             while not self._finished.empty() and len(batch) < 500:
                 batch.append(self._finished.get_nowait())
             while True:

@@ -26,27 +26,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clients.fbr.codes import fbr_error_path
 from clients.fbr.responses import DeliveryOutcome, OutcomeKind
+from server.db.bulk import insert_rows
 from server.db.engine import Database
-from server.db.models import DeliveryAttempt, Invoice, InvoiceState, Tenant
-from server.domain.audit import append_audit_events, invoice_event
+from server.db.models import DUE_CONDITION, DeliveryAttempt, Invoice, InvoiceState, Tenant
+from server.domain.audit import NewAuditEvent, append_audit_events, invoice_event
+from server.domain.ingest import INVOICES_TOPIC
 from server.domain.notify import Notifier
 from server.domain.results import NewResult, ResultKind, append_results, results_topic
 from server.domain.tenants import TenantProfile
 
 logger = logging.getLogger(__name__)
 
-DUE_STATES = (InvoiceState.QUEUED.value, InvoiceState.RETRY_WAIT.value)
 _AUDIT_ACTIONS = {
     OutcomeKind.ACCEPTED: "accepted",
     OutcomeKind.REJECTED: "rejected_fbr",
     OutcomeKind.RETRYABLE: "retry_wait",
     OutcomeKind.IN_DOUBT: "in_doubt",
 }
+# The outcome of an attempt that was claimed but released before anything went out.
+NOT_SENT = "not_sent"
 LEASE_LOST_DETAIL = "the worker sending it stopped before recording an answer"
 
 
@@ -70,13 +73,15 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Claimed:
-    """One invoice claimed for an attempt."""
+    """One invoice claimed for an attempt (by ``worker``, at ``claimed_at``)."""
 
     invoice_id: uuid.UUID
     tenant: TenantProfile
     erp_reference: str
     attempt: int
     body: dict[str, Any]
+    claimed_at: dt.datetime
+    worker: str
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,29 @@ def doubt_error(detail: str) -> dict[str, Any]:
     }
 
 
+def sending_event(tenant_id: uuid.UUID, invoice_id: uuid.UUID, claimed: Claimed) -> NewAuditEvent:
+    """The audit event of a claim (QUEUED/RETRY_WAIT -> SENDING).
+
+    It is written with the attempt's outcome (or its release, or its lease recovery), not in
+    the claim's own transaction: the attempt row committed by the claim is what proves, before
+    anything is sent, that an attempt may have been made, and keeping the audit chain out of
+    claims lets claims run without waiting for the chain's per-tenant lock. ``claimed_at``
+    says when the claim happened.
+    """
+    return invoice_event(
+        tenant_id,
+        invoice_id,
+        "sending",
+        actor=f"system:{claimed.worker}",
+        attempt=str(claimed.attempt),
+        claimed_at=_aware(claimed.claimed_at).isoformat(),
+    )
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
 def _table(model: type[Any]) -> Table:
     return cast(Table, model.__table__)
 
@@ -163,50 +191,62 @@ class Outbox:
         *,
         worker_id: str,
         lease_seconds: float,
+        profiles: Mapping[uuid.UUID, TenantProfile] | None = None,
     ) -> list[Claimed]:
-        """Claim up to ``budgets[tenant]`` due invoices per tenant, in one transaction."""
+        """Claim up to ``budgets[tenant]`` due invoices per tenant, in one transaction.
+
+        Args:
+            budgets: most invoices to claim per tenant.
+            worker_id: the lease owner written on each claimed invoice.
+            lease_seconds: how long the claim holds.
+            profiles: the tenants' delivery profiles when the caller keeps them fresh (the
+                forwarder re-reads them every few seconds); read here when None.
+        """
         now = self._clock()
         lease_until = now + dt.timedelta(seconds=lease_seconds)
+        invoices = _table(Invoice)
         claimed_rows: list[Any] = []
         async with self._db.write("outbox.claim") as session:
             for tenant_id, budget in budgets.items():
                 if budget <= 0:
                     continue
                 due = (
-                    select(Invoice.id)
+                    select(invoices.c.id)
                     .where(
-                        Invoice.tenant_id == tenant_id,
-                        Invoice.state.in_(DUE_STATES),
-                        Invoice.next_attempt_at <= now,
+                        invoices.c.tenant_id == tenant_id,
+                        # Literal, not bound: so the planner can prove it matches the
+                        # partial index even for a prepared (generic) plan.
+                        DUE_CONDITION,
+                        invoices.c.next_attempt_at <= now,
                     )
-                    .order_by(Invoice.next_attempt_at)
+                    .order_by(invoices.c.next_attempt_at)
                     .limit(budget)
                     .with_for_update(skip_locked=True)
                 )
                 rows = await session.execute(
-                    update(Invoice)
-                    .where(Invoice.id.in_(due.scalar_subquery()))
+                    update(invoices)
+                    .where(invoices.c.id.in_(due.scalar_subquery()))
                     .values(
                         state=InvoiceState.SENDING.value,
                         lease_owner=worker_id,
                         lease_expires_at=lease_until,
-                        attempt_count=Invoice.attempt_count + 1,
+                        attempt_count=invoices.c.attempt_count + 1,
                         updated_at=now,
                     )
                     .returning(
-                        Invoice.id,
-                        Invoice.tenant_id,
-                        Invoice.erp_reference,
-                        Invoice.attempt_count,
-                        Invoice.payload,
+                        invoices.c.id,
+                        invoices.c.tenant_id,
+                        invoices.c.erp_reference,
+                        invoices.c.attempt_count,
+                        invoices.c.payload,
                     )
-                    .execution_options(synchronize_session=False)
                 )
                 claimed_rows.extend(rows.all())
             if not claimed_rows:
                 return []
-            await session.execute(
-                insert(DeliveryAttempt),
+            await insert_rows(
+                session,
+                _table(DeliveryAttempt),
                 [
                     {
                         "tenant_id": row.tenant_id,
@@ -218,24 +258,18 @@ class Outbox:
                     for row in claimed_rows
                 ],
             )
-            profiles = await self._profiles(session, {row.tenant_id for row in claimed_rows})
-            await append_audit_events(
-                session,
-                [
-                    invoice_event(
-                        row.tenant_id,
-                        row.id,
-                        "sending",
-                        actor=f"system:{worker_id}",
-                        attempt=str(row.attempt_count),
-                    )
-                    for row in claimed_rows
-                ],
-                now,
-            )
+            tenant_ids = {row.tenant_id for row in claimed_rows}
+            if profiles is None or not tenant_ids <= profiles.keys():
+                profiles = await self._profiles(session, tenant_ids)
         return [
             Claimed(
-                row.id, profiles[row.tenant_id], row.erp_reference, row.attempt_count, row.payload
+                row.id,
+                profiles[row.tenant_id],
+                row.erp_reference,
+                row.attempt_count,
+                row.payload,
+                now,
+                worker_id,
             )
             for row in claimed_rows
         ]
@@ -243,7 +277,6 @@ class Outbox:
     async def _profiles(
         self, session: AsyncSession, tenant_ids: set[uuid.UUID]
     ) -> dict[uuid.UUID, TenantProfile]:
-        # Tokens can be rotated, so profiles are re-read for every claim (one small query).
         rows = await session.scalars(select(Tenant).where(Tenant.id.in_(tenant_ids)))
         return {row.id: TenantProfile.from_row(row) for row in rows}
 
@@ -272,18 +305,20 @@ class Outbox:
             )
             if event is not None:
                 events.append(event)
-        audit = [
-            invoice_event(
-                f.claimed.tenant.id,
-                f.claimed.invoice_id,
-                _AUDIT_ACTIONS[f.outcome.kind],
-                actor="system:forwarder",
-                attempt=str(f.claimed.attempt),
-                http_status=str(f.outcome.http_status or ""),
-                fbr_error_code=f.outcome.error_code,
-            )
-            for f in batch
-        ]
+        audit: list[NewAuditEvent] = []
+        for f in batch:
+            audit += [
+                sending_event(f.claimed.tenant.id, f.claimed.invoice_id, f.claimed),
+                invoice_event(
+                    f.claimed.tenant.id,
+                    f.claimed.invoice_id,
+                    _AUDIT_ACTIONS[f.outcome.kind],
+                    actor="system:forwarder",
+                    attempt=str(f.claimed.attempt),
+                    http_status=str(f.outcome.http_status or ""),
+                    fbr_error_code=f.outcome.error_code,
+                ),
+            ]
         async with self._db.write("outbox.record") as session:
             await self._apply(session, invoice_updates, attempt_updates)
             await append_results(session, events, now)
@@ -405,6 +440,72 @@ class Outbox:
         data["state"] = state.value
         return values, NewResult(claimed.tenant.id, claimed.invoice_id, kind, data)
 
+    async def release(self, claimed: list[Claimed], *, worker_id: str) -> int:
+        """Put claimed invoices that were never sent back in the queue; returns how many.
+
+        Only for invoices this worker still holds and provably did not send (they waited in
+        the forwarder's ready buffer): the attempt is closed as ``not_sent`` and the invoice
+        is due again at once. An invoice whose lease was lost meanwhile is left alone.
+        """
+        if not claimed:
+            return 0
+        now = self._clock()
+        table = _table(Invoice)
+        async with self._db.write("outbox.release") as session:
+            released = []
+            for item in claimed:
+                state = InvoiceState.QUEUED if item.attempt == 1 else InvoiceState.RETRY_WAIT
+                row = (
+                    await session.execute(
+                        update(table)
+                        .where(
+                            table.c.id == item.invoice_id,
+                            table.c.attempt_count == item.attempt,
+                            table.c.state == InvoiceState.SENDING.value,
+                            table.c.lease_owner == worker_id,
+                        )
+                        .values(
+                            state=state.value,
+                            lease_owner=None,
+                            lease_expires_at=None,
+                            next_attempt_at=now,
+                            updated_at=now,
+                        )
+                        .returning(table.c.id)
+                    )
+                ).first()
+                if row is not None:
+                    released.append(item)
+            if not released:
+                return 0
+            attempts = _table(DeliveryAttempt)
+            await session.execute(
+                update(attempts)
+                .where(
+                    attempts.c.invoice_id == bindparam("b_invoice"),
+                    attempts.c.number == bindparam("b_number"),
+                    attempts.c.finished_at.is_(None),
+                )
+                .values(finished_at=now, outcome=NOT_SENT, detail="released before sending"),
+                [{"b_invoice": c.invoice_id, "b_number": c.attempt} for c in released],
+            )
+            audit: list[NewAuditEvent] = []
+            for c in released:
+                audit += [
+                    sending_event(c.tenant.id, c.invoice_id, c),
+                    invoice_event(
+                        c.tenant.id,
+                        c.invoice_id,
+                        "released",
+                        actor=f"system:{worker_id}",
+                        attempt=str(c.attempt),
+                        reason="not_sent",
+                    ),
+                ]
+            await append_audit_events(session, audit, now)
+        self._notifier.notify(INVOICES_TOPIC)
+        return len(released)
+
     async def reclaim_expired_leases(self) -> int:
         """Move SENDING invoices whose lease expired to IN_DOUBT; returns how many."""
         now = self._clock()
@@ -424,7 +525,11 @@ class Outbox:
                         error=doubt_error(LEASE_LOST_DETAIL),
                     )
                     .returning(
-                        Invoice.id, Invoice.tenant_id, Invoice.erp_reference, Invoice.attempt_count
+                        Invoice.id,
+                        Invoice.tenant_id,
+                        Invoice.erp_reference,
+                        Invoice.attempt_count,
+                        Invoice.lease_owner,
                     )
                     .execution_options(synchronize_session=False)
                 )
@@ -432,6 +537,20 @@ class Outbox:
             if not rows:
                 return 0
             attempts = _table(DeliveryAttempt)
+            numbers = {r.id: r.attempt_count for r in rows}
+            open_attempts = await session.execute(
+                select(
+                    attempts.c.invoice_id,
+                    attempts.c.number,
+                    attempts.c.started_at,
+                    attempts.c.worker,
+                ).where(attempts.c.invoice_id.in_(list(numbers)), attempts.c.finished_at.is_(None))
+            )
+            claims = {
+                invoice_id: (started_at, worker)
+                for invoice_id, number, started_at, worker in open_attempts
+                if numbers[invoice_id] == number
+            }
             await session.execute(
                 update(attempts)
                 .where(
@@ -456,9 +575,18 @@ class Outbox:
                 ],
                 now,
             )
-            await append_audit_events(
-                session,
-                [
+            audit: list[NewAuditEvent] = []
+            for r in rows:
+                claimed_at, worker = claims.get(r.id, (now, r.lease_owner or ""))
+                audit += [
+                    invoice_event(
+                        r.tenant_id,
+                        r.id,
+                        "sending",
+                        actor=f"system:{worker}",
+                        attempt=str(r.attempt_count),
+                        claimed_at=_aware(claimed_at).isoformat(),
+                    ),
                     invoice_event(
                         r.tenant_id,
                         r.id,
@@ -466,11 +594,9 @@ class Outbox:
                         actor="system:lease-recovery",
                         attempt=str(r.attempt_count),
                         reason="lease_expired",
-                    )
-                    for r in rows
-                ],
-                now,
-            )
+                    ),
+                ]
+            await append_audit_events(session, audit, now)
         logger.warning("moved %d invoice(s) with expired leases to IN_DOUBT", len(rows))
         for tenant_id in {r.tenant_id for r in rows}:
             self._notifier.notify(results_topic(tenant_id))
