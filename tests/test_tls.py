@@ -147,3 +147,23 @@ async def test_mutual_tls_requires_a_client_certificate_from_the_ca(
             with pytest.raises(grpc.aio.AioRpcError) as error:
                 await _health(channel)
             assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_the_sdk_presents_a_client_certificate_for_mutual_tls(
+    mtls_hub: Hub, pki: dict[str, Pem], role_keys: RoleKeys
+) -> None:
+    from clients.hub import HubClient
+
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    address = f"localhost:{mtls_hub.port}"
+    key = role_keys.keys["erp"]
+    async with HubClient(
+        address,
+        key,
+        root_certificates=pki["ca"][0],
+        client_certificate=pki["client"],
+        options=options,
+    ) as client:
+        assert await client.is_serving(timeout=5)
+    async with HubClient(address, key, root_certificates=pki["ca"][0], options=options) as client:
+        assert not await client.is_serving(timeout=5)

@@ -95,7 +95,11 @@ class HubClient:
     Args:
         address: ``host:port`` of the hub.
         api_key: the API key (``fbrhub_<key id>_<secret>``).
-        tls: use TLS with the system's root certificates.
+        tls: use TLS (implied by the two arguments below).
+        root_certificates: PEM of the CA(s) that signed the hub's certificate; None for the
+            system's root certificates.
+        client_certificate: ``(certificate chain PEM, private key PEM)`` to present when the
+            hub requires mutual TLS (``FBRHUB_TLS_CLIENT_CA_FILE``).
         options: extra ``grpc.aio`` channel options.
     """
 
@@ -105,14 +109,18 @@ class HubClient:
         api_key: str,
         *,
         tls: bool = False,
+        root_certificates: bytes | None = None,
+        client_certificate: tuple[bytes, bytes] | None = None,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.address = address
         self._metadata = (("authorization", f"Bearer {api_key}"),)
-        if tls:
-            self._channel = grpc.aio.secure_channel(
-                address, grpc.ssl_channel_credentials(), options=list(options)
+        if tls or root_certificates is not None or client_certificate is not None:
+            chain, key = client_certificate or (None, None)
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=root_certificates, private_key=key, certificate_chain=chain
             )
+            self._channel = grpc.aio.secure_channel(address, credentials, options=list(options))
         else:
             self._channel = grpc.aio.insecure_channel(address, options=list(options))
         self._stub = invoice_service_pb2_grpc.InvoiceServiceStub(self._channel)
