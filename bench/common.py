@@ -43,6 +43,23 @@ def sync_url(url: str) -> str:
     return url.replace("+aiosqlite", "")
 
 
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database named in ``url`` if it does not exist yet."""
+    target = sa.make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            exists = connection.scalar(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                {"name": target.database},
+            )
+            if not exists:
+                quoted = admin.dialect.identifier_preparer.quote(str(target.database))
+                connection.execute(sa.text(f"CREATE DATABASE {quoted}"))
+    finally:
+        admin.dispose()
+
+
 def reset_database(url: str) -> None:
     """Migrate ``url`` to head and empty every hub table (SQLite: start from a new file)."""
     if url.startswith("sqlite"):
@@ -52,6 +69,7 @@ def reset_database(url: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         upgrade(url)
         return
+    ensure_database(url)
     upgrade(url)
     engine = sa.create_engine(url)
     with engine.begin() as connection:
