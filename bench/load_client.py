@@ -121,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workload", type=Path, required=True)
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--window", type=int, default=4, help="stream: batches in flight")
+    parser.add_argument(
+        "--window", type=int, default=8, help="stream: batches in flight (8 x 500 = the hub window)"
+    )
     parser.add_argument("--concurrency", type=int, default=64, help="unary: calls in flight")
     args = parser.parse_args(argv)
     messages = load_workload(args.workload, args.start, args.count)

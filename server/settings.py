@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     worker_id: str | None = None
     # Backpressure: invoices a stream may have read but not yet acked; invoices a tenant may
     # have waiting for FBR before ingest stops reading (0 = no limit).
-    ingest_window_invoices: int = Field(default=2000, ge=1)
+    ingest_window_invoices: int = Field(default=4000, ge=1)
     tenant_max_pending: int = Field(default=0, ge=0)
     # Stuck-work detection (alerts on the results stream, metrics, `fbrhub status`).
     stuck_after_seconds: float = Field(default=900.0, gt=0)

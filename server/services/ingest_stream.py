@@ -71,6 +71,9 @@ async def submit_stream(
 ) -> AsyncIterator[invoice_service_pb2.SubmitInvoicesResponse]:
     """Drive one SubmitInvoices stream; yields one response per request, in order."""
     window = InvoiceWindow(window_invoices)
+    # A group may take at most its share of the window: with the whole window in one group
+    # the next one could not be read, let alone validated, until that group had committed.
+    coalesce_max = max(1, min(COALESCE_MAX, window_invoices // PIPELINE_DEPTH))
     queue: asyncio.Queue[_Request | BaseException | object] = asyncio.Queue()
 
     async def read() -> None:
@@ -121,7 +124,7 @@ async def submit_stream(
             assert isinstance(item, _Request)
             group = [item]
             size = len(item.invoices)
-            while not queue.empty() and size < COALESCE_MAX:
+            while not queue.empty() and size < coalesce_max:
                 more = queue.get_nowait()
                 if not isinstance(more, _Request):
                     pending.append(more)
