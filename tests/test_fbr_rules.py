@@ -598,3 +598,15 @@ def test_break_invoice_names_the_tax_code_of_the_sale_type() -> None:
             rng=random.Random(3),
         )
         assert break_invoice(sample, Breakage.TAX_MISMATCH, today=TODAY).fbr_error_code == code
+
+
+@pytest.mark.parametrize(
+    ("text", "sent"),
+    [("100", 100), ("007", 7), ("100.00", 100), ("237.44", 237.44), ("0.5", 0.5), ("1e3", 1000)],
+)
+def test_numbers_go_to_fbr_as_json_numbers_whole_ones_as_integers(text: str, sent: float) -> None:
+    line = invoice()["items"][0]
+    body = to_fbr_json(invoice(items=[{**line, "quantity": text}]))
+    value = body["items"][0]["quantity"]
+    assert value == sent
+    assert isinstance(value, int) == (sent == int(sent))

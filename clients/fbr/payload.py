@@ -95,6 +95,8 @@ def parse_decimal(value: str) -> Decimal | None:
 
 
 def _json_number(value: str) -> int | float | str:
+    if value.isascii() and value.isdigit():  # whole numbers ("0", "100"): most of them
+        return int(value)
     number = parse_decimal(value)
     if number is None:
         return value
