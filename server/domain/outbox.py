@@ -157,6 +157,23 @@ def _aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
+async def _close_attempts(
+    session: AsyncSession, keys: list[tuple[uuid.UUID, int]], **values: Any
+) -> None:
+    """Finish the still-open attempts ``(invoice id, number)`` with the same ``values``."""
+    attempts = _table(DeliveryAttempt)
+    await session.execute(
+        update(attempts)
+        .where(
+            attempts.c.invoice_id == bindparam("b_invoice"),
+            attempts.c.number == bindparam("b_number"),
+            attempts.c.finished_at.is_(None),
+        )
+        .values(**values),
+        [{"b_invoice": invoice_id, "b_number": number} for invoice_id, number in keys],
+    )
+
+
 def _table(model: type[Any]) -> Table:
     return cast(Table, model.__table__)
 
@@ -478,16 +495,12 @@ class Outbox:
                     released.append(item)
             if not released:
                 return 0
-            attempts = _table(DeliveryAttempt)
-            await session.execute(
-                update(attempts)
-                .where(
-                    attempts.c.invoice_id == bindparam("b_invoice"),
-                    attempts.c.number == bindparam("b_number"),
-                    attempts.c.finished_at.is_(None),
-                )
-                .values(finished_at=now, outcome=NOT_SENT, detail="released before sending"),
-                [{"b_invoice": c.invoice_id, "b_number": c.attempt} for c in released],
+            await _close_attempts(
+                session,
+                [(c.invoice_id, c.attempt) for c in released],
+                finished_at=now,
+                outcome=NOT_SENT,
+                detail="released before sending",
             )
             audit: list[NewAuditEvent] = []
             for c in released:
@@ -551,15 +564,12 @@ class Outbox:
                 for invoice_id, number, started_at, worker in open_attempts
                 if numbers[invoice_id] == number
             }
-            await session.execute(
-                update(attempts)
-                .where(
-                    attempts.c.invoice_id == bindparam("b_invoice"),
-                    attempts.c.number == bindparam("b_number"),
-                    attempts.c.finished_at.is_(None),
-                )
-                .values(finished_at=now, outcome="in_doubt", detail="lease expired"),
-                [{"b_invoice": r.id, "b_number": r.attempt_count} for r in rows],
+            await _close_attempts(
+                session,
+                list(numbers.items()),
+                finished_at=now,
+                outcome="in_doubt",
+                detail="lease expired",
             )
             error = doubt_error(LEASE_LOST_DETAIL)
             await append_results(
