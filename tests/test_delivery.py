@@ -260,6 +260,13 @@ async def test_claimed_but_unsent_invoices_are_released_back_to_the_queue(
     assert sorted((c.invoice_id, c.attempt) for c in again) == sorted(
         (c.invoice_id, 2) for c in claimed[1:]
     )
+    # Given back after an earlier attempt, an invoice waits as a retry, not as new.
+    assert await worker.outbox.release(again, worker_id="holder") == 2
+    async with db.read() as session:
+        for item in again:
+            row = await session.get(Invoice, item.invoice_id, populate_existing=True)
+            assert row is not None
+            assert (row.state, row.attempt_count) == (InvoiceState.RETRY_WAIT, 2)
 
 
 class GatedFbr:

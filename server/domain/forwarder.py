@@ -189,8 +189,8 @@ class Forwarder:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._per_tenant: Counter[uuid.UUID] = Counter()
         self._per_endpoint: Counter[str] = Counter()
-        # Claimed, not yet sent: per tenant, oldest first, with the monotonic claim time.
-        self._ready: dict[uuid.UUID, deque[tuple[float, Claimed]]] = {}
+        # Claimed, not yet sent: per tenant, oldest first.
+        self._ready: dict[uuid.UUID, deque[Claimed]] = {}
         self._ready_count = 0
         self._ready_per_endpoint: Counter[str] = Counter()
         self._finished: asyncio.Queue[Finished] = asyncio.Queue()
@@ -363,7 +363,7 @@ class Forwarder:
                     # refilling); with budget but nothing due, only new work or the clock.
                     await self._idle(self._next_wake(), on_completion=not budgets)
         finally:
-            await self._guarded(self._release(self._take_ready(lambda _at, _c: True)))
+            await self._guarded(self._release(self._take_ready(lambda _claimed: True)))
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
             await self._finished.join()
@@ -418,9 +418,8 @@ class Forwarder:
     # -- the ready buffer ---------------------------------------------------------------
 
     def _hold(self, claimed: list[Claimed]) -> None:
-        now = self._monotonic()
         for item in claimed:
-            self._ready.setdefault(item.tenant.id, deque()).append((now, item))
+            self._ready.setdefault(item.tenant.id, deque()).append(item)
             self._ready_per_endpoint[endpoint_of(item.tenant)] += 1
         self._ready_count += len(claimed)
 
@@ -433,7 +432,7 @@ class Forwarder:
             for queue in self._ready.values():
                 if not queue or len(self._in_flight) >= concurrency:
                     continue
-                claimed = queue[0][1]
+                claimed = queue[0]
                 endpoint = endpoint_of(claimed.tenant)
                 if self._may_start(claimed, endpoint):
                     queue.popleft()
@@ -442,16 +441,13 @@ class Forwarder:
                     self._start(claimed, endpoint)
                     progress = True
 
-    def _take_ready(self, drop: Callable[[float, Claimed], bool]) -> list[Claimed]:
-        """Remove and return the held invoices for which ``drop(claimed_at, claimed)``."""
+    def _take_ready(self, drop: Callable[[Claimed], bool]) -> list[Claimed]:
+        """Remove and return the held invoices for which ``drop(claimed)``."""
         taken: list[Claimed] = []
         for queue in self._ready.values():
-            kept: list[tuple[float, Claimed]] = []
-            for at, claimed in queue:
-                if drop(at, claimed):
-                    taken.append(claimed)
-                else:
-                    kept.append((at, claimed))
+            kept: list[Claimed] = []
+            for claimed in queue:
+                (taken if drop(claimed) else kept).append(claimed)
             queue.clear()
             queue.extend(kept)
         for claimed in taken:
@@ -463,7 +459,8 @@ class Forwarder:
         """Give back held invoices whose circuit is not closed or whose lease runs low."""
         if not self._ready_count:
             return
-        stale_before = self._monotonic() - self._config.lease_seconds / 2
+        # Leases are database (wall-clock) time, like the claim time the outbox recorded.
+        stale_before = self._clock() - dt.timedelta(seconds=self._config.lease_seconds / 2)
         blocked = {
             endpoint
             for endpoint, count in self._ready_per_endpoint.items()
@@ -471,7 +468,9 @@ class Forwarder:
         }
         await self._release(
             self._take_ready(
-                lambda at, claimed: at < stale_before or endpoint_of(claimed.tenant) in blocked
+                lambda claimed: (
+                    claimed.claimed_at < stale_before or endpoint_of(claimed.tenant) in blocked
+                )
             )
         )
 

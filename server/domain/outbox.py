@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clients.fbr.codes import fbr_error_path
@@ -134,8 +134,10 @@ def doubt_error(detail: str) -> dict[str, Any]:
     }
 
 
-def sending_event(tenant_id: uuid.UUID, invoice_id: uuid.UUID, claimed: Claimed) -> NewAuditEvent:
-    """The audit event of a claim (QUEUED/RETRY_WAIT -> SENDING).
+def sending_event(
+    tenant_id: uuid.UUID, invoice_id: uuid.UUID, attempt: int, worker: str, at: dt.datetime
+) -> NewAuditEvent:
+    """The audit event of a claim (QUEUED/RETRY_WAIT -> SENDING) by ``worker`` ``at``.
 
     It is written with the attempt's outcome (or its release, or its lease recovery), not in
     the claim's own transaction: the attempt row committed by the claim is what proves, before
@@ -147,9 +149,19 @@ def sending_event(tenant_id: uuid.UUID, invoice_id: uuid.UUID, claimed: Claimed)
         tenant_id,
         invoice_id,
         "sending",
-        actor=f"system:{claimed.worker}",
-        attempt=str(claimed.attempt),
-        claimed_at=_aware(claimed.claimed_at).isoformat(),
+        actor=f"system:{worker}",
+        attempt=str(attempt),
+        claimed_at=_aware(at).isoformat(),
+    )
+
+
+def _claim_event(claimed: Claimed) -> NewAuditEvent:
+    return sending_event(
+        claimed.tenant.id,
+        claimed.invoice_id,
+        claimed.attempt,
+        claimed.worker,
+        claimed.claimed_at,
     )
 
 
@@ -325,7 +337,7 @@ class Outbox:
         audit: list[NewAuditEvent] = []
         for f in batch:
             audit += [
-                sending_event(f.claimed.tenant.id, f.claimed.invoice_id, f.claimed),
+                _claim_event(f.claimed),
                 invoice_event(
                     f.claimed.tenant.id,
                     f.claimed.invoice_id,
@@ -469,30 +481,30 @@ class Outbox:
         now = self._clock()
         table = _table(Invoice)
         async with self._db.write("outbox.release") as session:
-            released = []
-            for item in claimed:
-                state = InvoiceState.QUEUED if item.attempt == 1 else InvoiceState.RETRY_WAIT
-                row = (
-                    await session.execute(
-                        update(table)
-                        .where(
-                            table.c.id == item.invoice_id,
-                            table.c.attempt_count == item.attempt,
-                            table.c.state == InvoiceState.SENDING.value,
-                            table.c.lease_owner == worker_id,
-                        )
-                        .values(
-                            state=state.value,
-                            lease_owner=None,
-                            lease_expires_at=None,
-                            next_attempt_at=now,
-                            updated_at=now,
-                        )
-                        .returning(table.c.id)
-                    )
-                ).first()
-                if row is not None:
-                    released.append(item)
+            given_back = await session.execute(
+                update(table)
+                .where(
+                    tuple_(table.c.id, table.c.attempt_count).in_(
+                        [(c.invoice_id, c.attempt) for c in claimed]
+                    ),
+                    table.c.state == InvoiceState.SENDING.value,
+                    table.c.lease_owner == worker_id,
+                )
+                .values(
+                    # Back to the state it was claimed from: never tried, or tried before.
+                    state=case(
+                        (table.c.attempt_count == 1, InvoiceState.QUEUED.value),
+                        else_=InvoiceState.RETRY_WAIT.value,
+                    ),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    next_attempt_at=now,
+                    updated_at=now,
+                )
+                .returning(table.c.id)
+            )
+            ids = set(given_back.scalars())
+            released = [c for c in claimed if c.invoice_id in ids]
             if not released:
                 return 0
             await _close_attempts(
@@ -505,7 +517,7 @@ class Outbox:
             audit: list[NewAuditEvent] = []
             for c in released:
                 audit += [
-                    sending_event(c.tenant.id, c.invoice_id, c),
+                    _claim_event(c),
                     invoice_event(
                         c.tenant.id,
                         c.invoice_id,
@@ -542,7 +554,6 @@ class Outbox:
                         Invoice.tenant_id,
                         Invoice.erp_reference,
                         Invoice.attempt_count,
-                        Invoice.lease_owner,
                     )
                     .execution_options(synchronize_session=False)
                 )
@@ -587,16 +598,9 @@ class Outbox:
             )
             audit: list[NewAuditEvent] = []
             for r in rows:
-                claimed_at, worker = claims.get(r.id, (now, r.lease_owner or ""))
+                claimed_at, worker = claims.get(r.id, (now, "unknown"))
                 audit += [
-                    invoice_event(
-                        r.tenant_id,
-                        r.id,
-                        "sending",
-                        actor=f"system:{worker}",
-                        attempt=str(r.attempt_count),
-                        claimed_at=_aware(claimed_at).isoformat(),
-                    ),
+                    sending_event(r.tenant_id, r.id, r.attempt_count, worker, claimed_at),
                     invoice_event(
                         r.tenant_id,
                         r.id,
