@@ -24,7 +24,7 @@ COPY . .
 # so no compiler is needed. Non-editable install: the runtime stage does not need /src.
 RUN pip install --upgrade pip \
     && pip install . \
-    && python -c "import server.cli"
+    && python -c "import server.commands.main"
 
 # --- runtime -----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}

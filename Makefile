@@ -51,7 +51,7 @@ $(NODE_STAMP): package.json package-lock.json
 # Run
 
 demo: $(VENV_STAMP)
-	$(PY) -m server.demo $(DEMO_ARGS)
+	$(PY) -m examples.demo $(DEMO_ARGS)
 
 test: $(VENV_STAMP)
 	@if [ -z "$${FBRHUB_TEST_POSTGRES_URL:-}" ]; then \

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 
 from bench.workload import FBR_TOKEN, SELLER, bench_invoice, to_proto
 from fbrhub.v1 import invoice_service_pb2
+from server.access.api_keys import create_api_key, create_tenant
 from server.db.engine import Database
-from server.migrate import upgrade
-from server.tenancy import create_api_key, create_tenant
+from server.db.migrate import upgrade
 from tests.reliability.processes import HOST, REPO_ROOT, free_port
 
 POSTGRES_URL = os.environ.get(

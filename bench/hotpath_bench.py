@@ -16,7 +16,7 @@ from bench.report import Section
 from bench.workload import bench_invoice, to_proto
 from clients.fbr.payload import to_fbr_json
 from clients.fbr.rules import ValidationContext, validate_invoice
-from server.services.converters import invoice_to_domain
+from server.api.convert.invoices import invoice_to_domain
 
 
 def _per_call_us(function: Callable[[], Any], repeat: int = 5) -> float:

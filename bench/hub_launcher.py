@@ -17,8 +17,8 @@ import httpx
 
 from clients.fbr.client import FbrClient
 from server.app import build_fbr_client, settle_garbage_collector, start_hub
+from server.observability.telemetry import configure_logging
 from server.settings import Settings
-from server.telemetry import configure_logging
 
 
 async def serve(transport: str) -> None:

@@ -36,7 +36,7 @@ from bench.common import (
 from bench.report import Section
 from bench.workload import SELLER, stored_row
 from fbrhub.v1 import invoice_pb2
-from server.services.converters import invoice_to_domain
+from server.api.convert.invoices import invoice_to_domain
 from tests.reliability.processes import HubProcess, free_port
 
 COPY_COLUMNS = (

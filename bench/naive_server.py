@@ -2,7 +2,7 @@
 
 A tiny grpc.aio server with one generic method, ``/bench.NaiveInvoices/Submit``: it takes one
 serialized ``fbrhub.v1.Invoice``, converts it with the hub's converter, and stores it with
-the hub's own :class:`~server.domain.ingest.Ingestor` as a batch of one, i.e. the same
+the hub's own :class:`~server.invoices.intake.Ingestor` as a batch of one, i.e. the same
 validation, idempotency check and INSERT as the hub, in a transaction of its own. Only the
 design differs (per-invoice round trip and commit instead of a stream of batches). It skips
 API-key checks, which only favours it.
@@ -21,11 +21,11 @@ from typing import Any
 import grpc
 
 from fbrhub.v1 import invoice_pb2
+from server.access.tenants import load_tenant
+from server.api.convert import invoices as converters
 from server.db.engine import Database
-from server.domain.ingest import Ingestor
-from server.domain.notify import Notifier
-from server.domain.tenants import load_tenant
-from server.services import converters
+from server.db.notify import Notifier
+from server.invoices.intake import Ingestor
 
 
 async def serve(database_url: str, tenant_id: uuid.UUID, port: int) -> None:

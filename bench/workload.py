@@ -19,7 +19,7 @@ import orjson
 from clients.fbr.payload import NormalisedInvoice
 from clients.fbr.samples import SellerInfo, scenario_invoice
 from fbrhub.v1 import invoice_pb2
-from server.services.converters import invoice_from_domain
+from server.api.convert.invoices import invoice_from_domain
 
 PAKISTAN_TIME = dt.timezone(dt.timedelta(hours=5), "PKT")
 SELLER = SellerInfo(
@@ -72,7 +72,7 @@ def to_proto(invoice: NormalisedInvoice) -> invoice_pb2.Invoice:
 def stored_row(tenant_id: uuid.UUID, invoice: NormalisedInvoice) -> dict[str, Any]:
     """The ``invoices`` row the hub's ingest writes for ``invoice`` (for the COPY baseline).
 
-    Mirrors ``server.domain.ingest.Ingestor._row`` for a valid invoice: the payload is the
+    Mirrors ``server.invoices.intake.Ingestor._row`` for a valid invoice: the payload is the
     submitted invoice plus the tenant's seller block, the digest is of the submitted part.
     """
     submitted = {k: v for k, v in invoice.items() if k != "erp_reference"}

@@ -1,6 +1,6 @@
 """Alembic environment: runs migrations over the hub's async engine.
 
-The database URL comes from the Alembic config (set by ``server.migrate``) or, when run
+The database URL comes from the Alembic config (set by ``server.db.migrate``) or, when run
 through the ``alembic`` command, from the hub settings.
 """
 

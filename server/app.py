@@ -17,26 +17,26 @@ from grpc_reflection.v1alpha import reflection
 
 from clients.fbr.client import FbrClient
 from fbrhub.v1 import invoice_service_pb2, invoice_service_pb2_grpc
-from server.db.engine import Database
-from server.domain.audit import AccessAuditor
-from server.domain.forwarder import Forwarder, ForwarderConfig
-from server.domain.ingest import Ingestor
-from server.domain.monitor import QueueMonitor, record_circuit_alert
-from server.domain.notify import Notifier, PostgresListener
-from server.domain.operator import Operator
-from server.domain.pacing import BreakerChange
-from server.domain.reference_data import ReferenceStore
-from server.governance import (
+from server.access.api_keys import ApiKeyVerifier
+from server.api.interceptor import HubInterceptor
+from server.api.invoices import InvoiceService
+from server.api.tls import (
     add_governance_services,
     bind_port,
     configure_secrets,
     start_retention,
 )
-from server.interceptors import HubInterceptor
-from server.services.invoices import InvoiceService
+from server.api.tokens import TokenCodec
+from server.audit.trail import AccessAuditor
+from server.db.engine import Database
+from server.db.notify import Notifier, PostgresListener
+from server.invoices.delivery import Forwarder, ForwarderConfig
+from server.invoices.intake import Ingestor
+from server.invoices.monitor import QueueMonitor, record_circuit_alert
+from server.invoices.operator import Operator
+from server.invoices.pacing import BreakerChange
+from server.invoices.reference_data import ReferenceStore
 from server.settings import Settings
-from server.tenancy import ApiKeyVerifier
-from server.tokens import TokenCodec
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_CURSOR_SECRET = "development-only-cursor-secret"
-# Development-only Fernet key for FBR tokens at rest (server.crypto); refused in production.
+# Development-only Fernet key for FBR tokens at rest (server.db.encryption); refused in production.
 DEVELOPMENT_FBR_TOKEN_KEY = "ZmJyaHViLWRldmVsb3BtZW50LW9ubHkta2V5LTAwMDA="
 
 
@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     tls_client_ca_file: str | None = None
-    # Fernet keys for FBR tokens at rest, comma-separated, newest first (server.crypto).
+    # Fernet keys for FBR tokens at rest, comma-separated, newest first (server.db.encryption).
     fbr_token_keys: SecretStr = SecretStr(DEVELOPMENT_FBR_TOKEN_KEY)
     # Invoice records are kept this long after receipt; the law requires at least 5 years.
     retention_years: int = Field(default=6, ge=5, le=100)

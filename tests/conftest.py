@@ -24,12 +24,12 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from clients.fbr_simulator import FbrSimulator, TokenGrant
 from fbrhub.v1 import invoice_service_pb2_grpc
+from server.access.api_keys import create_api_key, create_tenant
 from server.app import Hub, start_hub
 from server.db.engine import Database
+from server.db.migrate import upgrade
 from server.db.models import Base
-from server.migrate import upgrade
 from server.settings import Settings
-from server.tenancy import create_api_key, create_tenant
 
 POSTGRES_URL = os.environ.get("FBRHUB_TEST_POSTGRES_URL", "")
 # Every table the models define (emptied between PostgreSQL tests), derived so that a new

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from clients.fbr.payload import NormalisedInvoice
 from clients.fbr.samples import SellerInfo, scenario_invoice
 from fbrhub.v1 import invoice_pb2
-from server.services.converters import invoice_from_domain
+from server.api.convert.invoices import invoice_from_domain
 
 PKT = dt.timezone(dt.timedelta(hours=5))
 

@@ -16,7 +16,7 @@ from cryptography.fernet import Fernet
 
 from fbrhub.v1 import admin_service_pb2 as pb
 from fbrhub.v1 import admin_service_pb2_grpc, audit_service_pb2, audit_service_pb2_grpc
-from server import crypto
+from server.db import encryption as crypto
 from server.db.engine import Database
 from server.db.models import ApiKey, Tenant
 from server.db.privacy_models import Account, ConsentEvent
@@ -202,7 +202,7 @@ async def test_cli_manages_keys_accounts_retention_and_secrets(tmp_path: Path) -
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "server.cli",
+            "server.commands",
             *args,
             env=env,
             stdin=asyncio.subprocess.PIPE,

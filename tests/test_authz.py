@@ -1,7 +1,7 @@
 """Access control: one role table, enforced in the interceptor, for every RPC.
 
 Every RPC is called with every role and with no key against a real hub; only the
-combinations in ``server.authz.RPC_ROLES`` get past the interceptor.
+combinations in ``server.api.authz.RPC_ROLES`` get past the interceptor.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from sqlalchemy import select
 
+from server.api.authz import HUB_SERVICES, RPC_ROLES, hub_methods
 from server.app import Hub
-from server.authz import HUB_SERVICES, RPC_ROLES, hub_methods
+from server.audit.trail import SYSTEM_TENANT
 from server.db.engine import Database
 from server.db.privacy_models import AuditEvent
-from server.domain.audit import SYSTEM_TENANT
 from tests.conftest import RoleKeys
 
 ROLES = ("erp", "privacy_officer", "auditor", "admin")

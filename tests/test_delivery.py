@@ -14,13 +14,13 @@ from sqlalchemy import func, select
 from clients.fbr.responses import DeliveryOutcome, OutcomeKind
 from clients.fbr_simulator import Fault, FbrSimulator
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
+from server.access.tenants import load_tenant
 from server.app import Hub, start_hub
 from server.db.engine import Database
 from server.db.models import DeliveryAttempt, Invoice, InvoiceState, ResultEvent
-from server.domain.forwarder import Forwarder, ForwarderConfig
-from server.domain.ingest import Ingestor
-from server.domain.notify import Notifier
-from server.domain.tenants import load_tenant
+from server.db.notify import Notifier
+from server.invoices.delivery import Forwarder, ForwarderConfig
+from server.invoices.intake import Ingestor
 from tests.conftest import OTHER_TOKEN, SELLER_NTN, Tenant, hub_settings, make_tenant
 from tests.helpers import eventually, proto_invoice, sample
 from tests.test_invoice_path import results_until, submit, violations
@@ -248,7 +248,7 @@ async def test_claimed_but_unsent_invoices_are_released_back_to_the_queue(
     assert [outcomes[c.invoice_id] for c in claimed[1:]] == ["not_sent", "not_sent"]
     assert len(released) == 2
     # GetInvoice shows such an attempt as NOT_SENT.
-    from server.services.converters import record_to_proto
+    from server.api.convert.invoices import record_to_proto
 
     shown = record_to_proto(
         rows[claimed[1].invoice_id],
@@ -354,8 +354,8 @@ async def test_every_state_change_is_in_the_audit_trail(
     tenant: Tenant,
     db: Database,
 ) -> None:
+    from server.audit.trail import verify_chain
     from server.db.privacy_models import AuditEvent
-    from server.domain.audit import verify_chain
 
     simulator.script(Fault.GATEWAY_5XX)
     (response,) = await submit(invoices, tenant, [proto_invoice("AUD-1")])

@@ -12,12 +12,12 @@ from sqlalchemy import select, update
 
 from clients.fbr_simulator import FbrSimulator
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
+from server.api.ingest_stream import InvoiceWindow
 from server.app import start_hub
 from server.db.engine import Database
 from server.db.models import DeliveryAttempt, Invoice, InvoiceState
-from server.domain.monitor import QueueMonitor
-from server.domain.notify import Notifier
-from server.services.ingest_stream import InvoiceWindow
+from server.db.notify import Notifier
+from server.invoices.monitor import QueueMonitor
 from tests.conftest import POSTGRES_URL, Tenant, hub_settings
 from tests.helpers import proto_invoice
 from tests.test_invoice_path import results_until, submit

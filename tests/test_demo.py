@@ -23,7 +23,7 @@ def test_demo_tells_the_whole_story_and_exits_cleanly(tmp_path: Path) -> None:
     work_dir = tmp_path / "demo"
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "server.demo", "--keep"),
+            *(sys.executable, "-m", "examples.demo", "--keep"),
             *("--invoices", "120", "--timeout", "40", "--work-dir", str(work_dir)),
         ],
         cwd=REPO_ROOT,

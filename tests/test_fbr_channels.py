@@ -16,7 +16,7 @@ from clients.fbr_simulator import FbrSimulator
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
 from server.app import Hub, start_hub
 from server.db.engine import Database
-from server.domain.reference_data import ReferenceStore
+from server.invoices.reference_data import ReferenceStore
 from tests.conftest import SELLER_NTN, SELLER_TOKEN, Tenant, hub_settings
 from tests.helpers import proto_invoice, sample, to_proto, today_pk
 from tests.test_invoice_path import results_until, submit, violations
@@ -74,7 +74,7 @@ def pos_invoice(usin: str, lines: int = 2) -> invoice_pb2.Invoice:
 async def test_a_pos_tenant_gets_fiscal_numbers_through_the_same_rpcs(
     stub: Stub, simulator: FbrSimulator, db: Database
 ) -> None:
-    from server.tenancy import create_api_key, create_tenant
+    from server.access.api_keys import create_api_key, create_tenant
 
     tenant_id = await create_tenant(
         db,
@@ -193,7 +193,7 @@ async def test_debit_note_links_to_its_original_both_ways(stub: Stub, tenant: Te
 async def test_a_scenario_not_assigned_to_the_seller_is_refused_locally(
     stub: Stub, db: Database
 ) -> None:
-    from server.tenancy import create_api_key, create_tenant
+    from server.access.api_keys import create_api_key, create_tenant
 
     tenant_id = await create_tenant(
         db,
@@ -229,7 +229,7 @@ async def test_refdata_sync_stores_a_snapshot_the_hub_then_uses(
         "FBRHUB_FBR_BASE_URL": simulator.base_url,
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "refdata", "sync", "--tenant", str(tenant.id),
+        sys.executable, "-m", "server.commands", "refdata", "sync", "--tenant", str(tenant.id),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await process.communicate()

@@ -15,15 +15,15 @@ from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import select
 
 from clients.fbr.rules import ValidationContext, validate_invoice
+from server.access.tenants import TenantProfile, load_tenant
+from server.api.convert.invoices import ack_to_proto
+from server.api.errors import FieldProblem
+from server.audit.trail import _content, event_hash, read_audit_events, verify_chain
 from server.db.engine import Database
 from server.db.models import Invoice
-from server.domain.audit import _content, event_hash, read_audit_events, verify_chain
-from server.domain.ingest import Ack, AckOutcome, Ingestor
-from server.domain.notify import Notifier
-from server.domain.tenants import TenantProfile, load_tenant
-from server.domain.validation import MAX_TEXT_LENGTH, Rejection
-from server.errors import FieldProblem
-from server.services.converters import ack_to_proto
+from server.db.notify import Notifier
+from server.invoices.intake import Ack, AckOutcome, Ingestor
+from server.invoices.validation import MAX_TEXT_LENGTH, Rejection
 from tests.conftest import Tenant
 from tests.helpers import sample
 

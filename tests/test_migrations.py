@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from server.db.migrate import downgrade, upgrade
 from server.db.models import Base
-from server.migrate import downgrade, upgrade
 
 
 def _sync(url: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.domain.pacing import (
+from server.invoices.pacing import (
     AdaptiveLimit,
     CircuitBreaker,
     CircuitState,

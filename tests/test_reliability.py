@@ -1,6 +1,6 @@
 """Reliability on PostgreSQL with real hub processes: kill -9, two hubs, memory under a slow FBR.
 
-Each test runs the hub as ``python -m server.cli serve`` (so it can be SIGKILLed and its RSS
+Each test runs the hub as ``python -m server.commands serve`` (so it can be SIGKILLed and its RSS
 read from /proc) against the test PostgreSQL, and the FBR simulator in the test's event loop
 on a real port (so the test can ask it how many numbers it issued per invoice).
 """

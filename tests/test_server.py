@@ -58,7 +58,7 @@ async def _run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "server.cli",
+        "server.commands",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -117,7 +117,7 @@ async def test_cli_sets_up_a_tenant_and_serve_stops_cleanly_on_sigterm(tmp_path:
     server = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "server.cli",
+        "server.commands",
         "serve",
         env=env,
         stdout=asyncio.subprocess.PIPE,

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from server.crypto import EncryptedString
+from server.db.encryption import EncryptedString
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -113,7 +113,7 @@ class Tenant(Base):
     # Sandbox only: the scenarios (SN001...) FBR assigned to the seller, comma-separated;
     # NULL means all of them.
     assigned_scenarios: Mapped[str | None] = mapped_column(String(300), nullable=True)
-    # Encrypted at rest (server.crypto); the attribute holds the plain token.
+    # Encrypted at rest (server.db.encryption); the attribute holds the plain token.
     fbr_token: Mapped[str] = mapped_column(EncryptedString(1024))
     # Last sequence number handed to a result event of this tenant. Incremented under the
     # row lock of the transaction that writes the events, so sequence order = commit order

@@ -1,6 +1,6 @@
 """Real hub processes for reliability tests and benchmarks: start, wait, measure, kill.
 
-A :class:`HubProcess` is ``python -m server.cli serve`` (or another module with the same
+A :class:`HubProcess` is ``python -m server.commands serve`` (or another module with the same
 settings contract) in its own session, configured only through ``FBRHUB_*`` variables, with
 its output in a log file. Tests kill it with SIGKILL to simulate a crash, read its resident
 memory from ``/proc``, and start it again on the same database.
@@ -69,7 +69,7 @@ class HubProcess:
         log: Path,
         settings: Mapping[str, object],
         *,
-        module: str = "server.cli",
+        module: str = "server.commands",
         args: tuple[str, ...] = ("serve",),
     ) -> HubProcess:
         """Start ``python -m <module> <args>`` with ``FBRHUB_<NAME>=value`` for each setting.

@@ -1,0 +1,1 @@
+"""``make demo``: the FBR simulator, a hub and a sample ERP stream."""

@@ -1,0 +1,1 @@
+"""The API edge: servicers, protobuf conversion, errors, auth, cursors, TLS."""

@@ -1,0 +1,182 @@
+"""AdminService: API keys, accounts and the FBR credential of the caller's tenant."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from fbrhub.v1 import admin_service_pb2, admin_service_pb2_grpc
+from server.access import accounts
+from server.access.api_keys import ApiKeyVerifier
+from server.api.errors import invalid_argument
+from server.api.interceptor import current_caller
+from server.api.limits import check_lengths, page_size
+from server.api.tokens import TokenCodec, TokenError
+from server.db.engine import Database
+from server.db.models import ApiKey
+from server.settings import Settings
+
+ROLE_NAMES = {
+    admin_service_pb2.ROLE_ERP: "erp",
+    admin_service_pb2.ROLE_PRIVACY_OFFICER: "privacy_officer",
+    admin_service_pb2.ROLE_AUDITOR: "auditor",
+    admin_service_pb2.ROLE_ADMIN: "admin",
+}
+ROLE_VALUES = {name: value for value, name in ROLE_NAMES.items()}
+PURPOSE_NAMES = {
+    admin_service_pb2.CONSENT_PURPOSE_MARKETING: "marketing",
+    admin_service_pb2.CONSENT_PURPOSE_ANALYTICS: "analytics",
+    admin_service_pb2.CONSENT_PURPOSE_PRODUCT_UPDATES: "product_updates",
+    admin_service_pb2.CONSENT_PURPOSE_SUPPORT_CONTACT: "support_contact",
+}
+PURPOSE_VALUES = {name: value for value, name in PURPOSE_NAMES.items()}
+
+
+def timestamp(value: dt.datetime | None) -> Timestamp | None:
+    """A protobuf Timestamp, or None."""
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def role_name(value: int, path: str = "role") -> str:
+    """The stored role name of a Role enum value; INVALID_ARGUMENT when unset."""
+    if value not in ROLE_NAMES:
+        raise invalid_argument(path, "role is required")
+    return ROLE_NAMES[value]  # type: ignore[index]
+
+
+def key_to_proto(row: ApiKey) -> admin_service_pb2.ApiKey:
+    """An API key row as protobuf (never the hash)."""
+    return admin_service_pb2.ApiKey(
+        key_id=row.key_id,
+        role=ROLE_VALUES.get(row.role, admin_service_pb2.ROLE_UNSPECIFIED),
+        name=row.name,
+        create_time=timestamp(row.created_at),
+        revoke_time=timestamp(row.revoked_at),
+    )
+
+
+def actor(request_id: str = "") -> accounts.Actor:
+    """The calling key as an actor."""
+    caller = current_caller()
+    return accounts.Actor(caller.tenant_id, f"apikey:{caller.key_id}", request_id)
+
+
+class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
+    """The admin API of a tenant."""
+
+    def __init__(
+        self, db: Database, verifier: ApiKeyVerifier, tokens: TokenCodec, settings: Settings
+    ) -> None:
+        self._db = db
+        self._verifier = verifier
+        self._tokens = tokens
+        self._settings = settings
+
+    async def CreateApiKey(
+        self,
+        request: admin_service_pb2.CreateApiKeyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_service_pb2.CreateApiKeyResponse:
+        check_lengths(request, name=100, request_id=64)
+        row, token = await accounts.create_key(
+            self._db, actor(request.request_id), role=role_name(request.role), name=request.name
+        )
+        return admin_service_pb2.CreateApiKeyResponse(api_key=key_to_proto(row), secret=token)
+
+    async def ListApiKeys(
+        self,
+        request: admin_service_pb2.ListApiKeysRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_service_pb2.ListApiKeysResponse:
+        tenant_id = current_caller().tenant_id
+        size = page_size(request.page_size, default=50, maximum=500)
+        after, after_id = None, ""
+        if request.page_token:
+            try:
+                token = self._tokens.decode("apikeys", tenant_id, request.page_token)
+                after, after_id = dt.datetime.fromisoformat(token["t"]), str(token["k"])
+            except (TokenError, KeyError, ValueError):
+                raise invalid_argument(
+                    "page_token", "page_token is invalid", "PAGE_TOKEN_INVALID"
+                ) from None
+        rows = await accounts.list_keys(
+            self._db, tenant_id, after=after, after_id=after_id, limit=size + 1
+        )
+        next_token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            next_token = self._tokens.encode(
+                "apikeys",
+                tenant_id,
+                {"t": rows[-1].created_at.isoformat(), "k": rows[-1].key_id},
+            )
+        return admin_service_pb2.ListApiKeysResponse(
+            api_keys=[key_to_proto(r) for r in rows], next_page_token=next_token
+        )
+
+    async def RotateApiKey(
+        self,
+        request: admin_service_pb2.RotateApiKeyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_service_pb2.RotateApiKeyResponse:
+        check_lengths(request, key_id=32, request_id=64)
+        new, token, old = await accounts.rotate_key(
+            self._db, actor(request.request_id), request.key_id
+        )
+        self._verifier.forget(old.key_id)
+        return admin_service_pb2.RotateApiKeyResponse(
+            api_key=key_to_proto(new), secret=token, revoked_api_key=key_to_proto(old)
+        )
+
+    async def RevokeApiKey(
+        self,
+        request: admin_service_pb2.RevokeApiKeyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_service_pb2.RevokeApiKeyResponse:
+        check_lengths(request, key_id=32, request_id=64)
+        row = await accounts.revoke_key(self._db, actor(request.request_id), request.key_id)
+        self._verifier.forget(row.key_id)
+        return admin_service_pb2.RevokeApiKeyResponse(api_key=key_to_proto(row))
+
+    async def CreateAccount(
+        self,
+        request: admin_service_pb2.CreateAccountRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_service_pb2.CreateAccountResponse:
+        check_lengths(
+            request, username=64, full_name=200, email=254, phone=32, password=128, request_id=64
+        )
+        consents = []
+        for index, consent in enumerate(request.consents):
+            if consent.purpose not in PURPOSE_NAMES:
+                raise invalid_argument(f"consents[{index}].purpose", "purpose is required")
+            consents.append((PURPOSE_NAMES[consent.purpose], consent.granted))
+        account_id = await accounts.create_account(
+            self._db,
+            actor(request.request_id),
+            username=request.username,
+            full_name=request.full_name,
+            email=request.email,
+            phone=request.phone,
+            password=request.password,
+            role=role_name(request.role),
+            consents=consents,
+            bcrypt_rounds=self._settings.password_bcrypt_rounds,
+        )
+        return admin_service_pb2.CreateAccountResponse(account_id=str(account_id))
+
+    async def SetFbrToken(
+        self,
+        request: admin_service_pb2.SetFbrTokenRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> admin_service_pb2.SetFbrTokenResponse:
+        check_lengths(request, fbr_token=512, request_id=64)
+        when = await accounts.set_fbr_token(self._db, actor(request.request_id), request.fbr_token)
+        return admin_service_pb2.SetFbrTokenResponse(update_time=timestamp(when))

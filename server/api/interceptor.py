@@ -1,0 +1,215 @@
+"""The one server interceptor: authentication, tenant scoping, tracing and error mapping.
+
+Every RPC except health and reflection needs ``authorization: Bearer <api key>``. The
+interceptor wraps each method handler so that, around the servicer code, it:
+
+1. opens one span per RPC (attributes: method, status code, tenant id; never personal data);
+2. rejects calls without a valid key with UNAUTHENTICATED, then calls whose key's role may
+   not call the method (``server.api.authz.RPC_ROLES``) with PERMISSION_DENIED, auditing both,
+   before any servicer code runs (so PERMISSION_DENIED always comes before NOT_FOUND);
+3. makes the caller available to the servicer through :func:`current_caller`;
+4. turns a :class:`~server.api.errors.HubError` into its status, and anything unexpected into
+   a bare INTERNAL (the details go to the log, keyed by trace id, never to the client).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from functools import partial
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from server.access.api_keys import ApiKeyVerifier, Caller, parse_api_key
+from server.api.authz import is_allowed, permission_denied
+from server.api.errors import HubError, internal_error, unauthenticated
+from server.audit.trail import AccessAuditor
+
+logger = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
+_caller: ContextVar[Caller | None] = ContextVar("fbrhub_caller", default=None)
+
+
+def current_caller() -> Caller:
+    """The authenticated caller of the RPC being served."""
+    caller = _caller.get()
+    if caller is None:  # the interceptor guarantees this never happens in a servicer
+        raise RuntimeError("no authenticated caller in this context")
+    return caller
+
+
+def _bearer_token(metadata: Any) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization":
+            text = value.decode() if isinstance(value, bytes) else value
+            scheme, _, token = text.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: HubError) -> None:
+    await context.abort_with_status(rpc_status.to_status(error.to_status()))
+
+
+class _Call:
+    """What the wrapper needs to know about one RPC."""
+
+    def __init__(self, method: str, caller: Caller | None, span: trace.Span) -> None:
+        self.method = method
+        self.caller = caller
+        self.span = span
+
+    async def fail(self, context: grpc.aio.ServicerContext[Any, Any], error: HubError) -> None:
+        self.span.set_attribute("rpc.grpc.status_code", error.code.value[0])
+        self.span.set_status(Status(StatusCode.ERROR, error.reason))
+        await _abort(context, error)
+
+    async def handle(self, context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc
+        if isinstance(exc, HubError):
+            await self.fail(context, exc)
+            return
+        logger.exception("unexpected error in %s", self.method)
+        self.span.record_exception(exc, attributes={"exception.message": type(exc).__name__})
+        await self.fail(context, internal_error())
+
+
+class HubInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates, scopes, traces and maps errors for every hub RPC."""
+
+    def __init__(
+        self,
+        verifier: ApiKeyVerifier,
+        *,
+        public_services: frozenset[str],
+        auditor: AccessAuditor | None = None,
+    ) -> None:
+        self._verifier = verifier
+        self._public_services = public_services
+        self._auditor = auditor
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        service = method.split("/")[1] if method.count("/") == 2 else method
+        if handler is None or service in self._public_services:
+            return handler
+        token = _bearer_token(handler_call_details.invocation_metadata)
+        caller = await self._verifier.verify(token, time.monotonic()) if token else None
+        return _wrap(handler, method, caller, self._refusal(method, token, caller))
+
+    def _refusal(self, method: str, token: str | None, caller: Caller | None) -> _Refusal | None:
+        auditor = self._auditor
+        if caller is None:
+            parsed = parse_api_key(token) if token else None
+            key_id = parsed[0] if parsed else None
+            return _Refusal(
+                unauthenticated("a valid API key is required"),
+                partial(auditor.unauthenticated, method, key_id) if auditor else None,
+            )
+        if not is_allowed(method, caller.role):
+            return _Refusal(
+                permission_denied(),
+                partial(
+                    auditor.permission_denied, method, caller.tenant_id, caller.key_id, caller.role
+                )
+                if auditor
+                else None,
+            )
+        return None
+
+
+class _Refusal:
+    """Why a call is refused before it reaches the servicer, and how to audit that."""
+
+    def __init__(self, error: HubError, audit: Callable[[], Awaitable[None]] | None) -> None:
+        self.error = error
+        self._audit = audit
+
+    async def refuse(self, call: _Call, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if self._audit is not None:
+            try:
+                await self._audit()
+            except Exception:  # auditing must not turn a refusal into INTERNAL
+                logger.exception("could not audit a refused call to %s", call.method)
+        await call.fail(context, self.error)
+
+
+def _start(method: str, caller: Caller | None) -> tuple[trace.Span, Any]:
+    _, service, rpc = method.split("/")
+    span = _tracer.start_span(
+        method.lstrip("/"),
+        kind=SpanKind.SERVER,
+        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc},
+    )
+    if caller is not None:
+        span.set_attribute("fbrhub.tenant_id", str(caller.tenant_id))
+    return span, trace.use_span(span, end_on_exit=True)
+
+
+def _wrap(handler: Any, method: str, caller: Caller | None, refusal: _Refusal | None) -> Any:
+    if handler.unary_unary or handler.stream_unary:
+        inner_unary = handler.unary_unary or handler.stream_unary
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            span, scope = _start(method, caller)
+            call = _Call(method, caller, span)
+            with scope:
+                if refusal is not None:
+                    await refusal.refuse(call, context)
+                # Each RPC runs in its own task, so setting the variable scopes it to the call.
+                _caller.set(caller)
+                try:
+                    return await inner_unary(request, context)
+                except Exception as exc:
+                    await call.handle(context, exc)
+
+        factory = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return factory(
+            unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    inner_stream = handler.unary_stream or handler.stream_stream
+
+    async def streaming(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        span, scope = _start(method, caller)
+        call = _Call(method, caller, span)
+        with scope:
+            if refusal is not None:
+                await refusal.refuse(call, context)
+            _caller.set(caller)
+            try:
+                async for response in inner_stream(request, context):
+                    yield response
+            except Exception as exc:
+                await call.handle(context, exc)
+
+    factory = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return factory(
+        streaming,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

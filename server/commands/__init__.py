@@ -1,0 +1,1 @@
+"""The ``fbrhub`` command line."""

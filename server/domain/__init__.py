@@ -1,1 +1,0 @@
-"""Domain logic: ingest, delivery to FBR, results. No gRPC here."""

@@ -1,0 +1,1 @@
+"""The invoice path: intake, validation, the outbox, delivery to FBR, results."""

@@ -1,0 +1,230 @@
+"""Operator decisions on invoices the hub cannot settle alone (DESIGN §2.3).
+
+- An IN_DOUBT invoice is resolved once someone has checked FBR's records: FBR issued a
+  number (record it: ACCEPTED) or it did not (release it: QUEUED, sent again).
+- A REJECTED_FBR invoice may be queued again, optionally corrected; FBR issued no number for
+  it, so a resend cannot create a second fiscal invoice.
+
+Every decision is written to the invoice's attempt history (outcome ``operator``)
+and as a result event, inside the same transaction as the state change, and only applies if
+the invoice is still in the expected state (a late FBR answer or a second operator loses).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from clients.fbr.payload import NormalisedInvoice
+from server.access.tenants import TenantProfile
+from server.audit.trail import append_audit_events, invoice_event
+from server.db.engine import Database
+from server.db.models import DeliveryAttempt, Invoice, InvoiceState
+from server.db.notify import Notifier, publish
+from server.invoices.intake import INVOICES_TOPIC, Ingestor, content_sha256
+from server.invoices.results import NewResult, ResultKind, append_results, results_topic
+from server.invoices.validation import Rejection
+
+FBR_NUMBER = re.compile(r"^(\d{7}|\d{13})DI\d{13}$")
+MAX_NOTE = 200
+
+
+class InvoiceNotFound(LookupError):
+    """No such invoice for this tenant (indistinguishable from another tenant's)."""
+
+
+class WrongState(Exception):
+    """The invoice is not in the state the decision applies to."""
+
+    def __init__(self, expected: InvoiceState, actual: str) -> None:
+        super().__init__(f"the invoice is {actual}, not {expected.value}")
+        self.expected = expected
+        self.actual = actual
+
+
+class BadFbrNumber(ValueError):
+    """The FBR number given by an operator is not one FBR could have issued for this seller."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What an operator decided, for the record."""
+
+    state: InvoiceState
+    kind: ResultKind
+    detail: str
+    values: dict[str, Any]
+    event_data: dict[str, Any]
+
+
+class Operator:
+    """Applies operator decisions for one hub process."""
+
+    def __init__(self, db: Database, notifier: Notifier, ingestor: Ingestor) -> None:
+        self._db = db
+        self._notifier = notifier
+        self._ingestor = ingestor
+
+    async def resolve_in_doubt(
+        self,
+        tenant: TenantProfile,
+        invoice_id: uuid.UUID,
+        *,
+        fbr_invoice_number: str | None,
+        fbr_dated: str = "",
+        note: str = "",
+        actor: str = "system:operator",
+    ) -> None:
+        """Record FBR's number for an IN_DOUBT invoice, or (number None) release it."""
+        if fbr_invoice_number is not None:
+            if tenant.channel == "pos":
+                # POS fiscal numbers have no documented format: store as returned (§2.4).
+                if not fbr_invoice_number.strip() or len(fbr_invoice_number) > 40:
+                    raise BadFbrNumber("a POS fiscal number is 1 to 40 characters")
+            elif not FBR_NUMBER.match(fbr_invoice_number) or not fbr_invoice_number.startswith(
+                tenant.seller_ntn_cnic + "DI"
+            ):
+                raise BadFbrNumber("an FBR DI number is the seller's NTN/CNIC, 'DI' and 13 digits")
+            decision = Decision(
+                InvoiceState.ACCEPTED,
+                ResultKind.RESOLVED_ISSUED,
+                "operator recorded the FBR number",
+                {
+                    "fbr_invoice_number": fbr_invoice_number,
+                    "fbr_dated": fbr_dated or None,
+                    "error": None,
+                },
+                {"fbr_invoice_number": fbr_invoice_number, "fbr_dated": fbr_dated},
+            )
+        else:
+            decision = Decision(
+                InvoiceState.QUEUED,
+                ResultKind.REQUEUED,
+                "operator released the invoice for resending",
+                {"error": None},
+                {},
+            )
+        await self._apply(tenant, invoice_id, InvoiceState.IN_DOUBT, decision, note, actor)
+
+    async def retry_rejected(
+        self,
+        tenant: TenantProfile,
+        invoice_id: uuid.UUID,
+        *,
+        corrected: NormalisedInvoice | None,
+        note: str = "",
+        actor: str = "system:operator",
+    ) -> Rejection | None:
+        """Queue a REJECTED_FBR invoice again; returns the rejection if the correction is bad."""
+        values: dict[str, Any] = {"error": None, "item_statuses": None}
+        if corrected is not None:
+            rejection = await self._ingestor.validate_one(tenant, corrected)
+            if rejection is not None:
+                return rejection
+            submitted = {k: v for k, v in corrected.items() if k != "erp_reference"}
+            values.update(
+                payload=self._ingestor.validator.stored_payload(tenant, corrected),
+                content_sha256=content_sha256(submitted),
+            )
+        decision = Decision(
+            InvoiceState.QUEUED,
+            ResultKind.REQUEUED,
+            "operator queued the rejected invoice again"
+            + (" with corrections" if corrected is not None else ""),
+            values,
+            {},
+        )
+        await self._apply(tenant, invoice_id, InvoiceState.REJECTED_FBR, decision, note, actor)
+        return None
+
+    async def _apply(
+        self,
+        tenant: TenantProfile,
+        invoice_id: uuid.UUID,
+        expected: InvoiceState,
+        decision: Decision,
+        note: str,
+        actor: str,
+    ) -> None:
+        now = dt.datetime.now(dt.UTC)
+        async with self._db.write("operator.decide") as session:
+            row = (
+                await session.execute(
+                    select(Invoice.state, Invoice.attempt_count, Invoice.erp_reference).where(
+                        Invoice.id == invoice_id, Invoice.tenant_id == tenant.id
+                    )
+                )
+            ).one_or_none()
+            if row is None:
+                raise InvoiceNotFound("invoice not found")
+            if row.state != expected.value:
+                raise WrongState(expected, row.state)
+            number = row.attempt_count + 1
+            changed = await session.execute(
+                update(Invoice)
+                .where(Invoice.id == invoice_id, Invoice.state == expected.value)
+                .values(
+                    state=decision.state.value,
+                    attempt_count=number,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    next_attempt_at=now if decision.state is InvoiceState.QUEUED else None,
+                    **decision.values,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                raise WrongState(expected, "changed meanwhile")
+            await session.execute(
+                insert(DeliveryAttempt).values(
+                    tenant_id=tenant.id,
+                    invoice_id=invoice_id,
+                    number=number,
+                    started_at=now,
+                    finished_at=now,
+                    outcome="operator",
+                    detail=(decision.detail + (f": {note}" if note else ""))[:MAX_NOTE],
+                    worker="operator",
+                )
+            )
+            await append_results(
+                session,
+                [
+                    NewResult(
+                        tenant.id,
+                        invoice_id,
+                        decision.kind,
+                        {
+                            "erp_reference": row.erp_reference,
+                            "state": decision.state.value,
+                            **decision.event_data,
+                        },
+                    )
+                ],
+                now,
+            )
+            if decision.state is InvoiceState.QUEUED:
+                await publish(session, [INVOICES_TOPIC])
+            await append_audit_events(
+                session,
+                [
+                    invoice_event(
+                        tenant.id,
+                        invoice_id,
+                        decision.kind.value.lower(),
+                        actor=actor,
+                        previous_state=expected.value,
+                        state=decision.state.value,
+                    )
+                ],
+                now,
+            )
+        self._notifier.notify(results_topic(tenant.id))
+        if decision.state is InvoiceState.QUEUED:
+            self._notifier.notify(INVOICES_TOPIC)

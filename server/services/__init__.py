@@ -1,1 +1,0 @@
-"""gRPC servicers: thin translation between protobuf and the domain."""
