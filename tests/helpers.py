@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-from collections.abc import Awaitable, Callable
+import re
+import struct
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from google.rpc import error_details_pb2, status_pb2
 
 from clients.fbr.payload import NormalisedInvoice
 from clients.fbr.samples import SellerInfo, scenario_invoice
-from fbrhub.v1 import invoice_pb2
+from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
 from server.api.convert.invoices import invoice_from_domain
+from tests.conftest import Tenant
 
 PKT = dt.timezone(dt.timedelta(hours=5))
 
@@ -55,3 +61,121 @@ async def eventually(
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(interval)
+
+
+FBR_NUMBER = re.compile(r"^\d{7}DI\d{13}$")
+
+
+def violations(status: status_pb2.Status) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    """The field violations packed in a status."""
+    found = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            found.extend(bad.field_violations)
+    return found
+
+
+def error_reason(status: status_pb2.Status) -> str:
+    """The ErrorInfo reason of a status."""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return ""
+
+
+async def submit(
+    stub: invoice_service_pb2_grpc.InvoiceServiceStub,
+    tenant: Tenant,
+    *batches: list[invoice_pb2.Invoice],
+) -> list[invoice_service_pb2.SubmitInvoicesResponse]:
+    """Send batches on one stream and collect the responses."""
+
+    async def requests() -> AsyncIterator[invoice_service_pb2.SubmitInvoicesRequest]:
+        for batch in batches:
+            yield invoice_service_pb2.SubmitInvoicesRequest(invoices=batch)
+
+    call = stub.SubmitInvoices(requests(), metadata=tenant.metadata)
+    return [response async for response in call]
+
+
+async def results_until(
+    stub: invoice_service_pb2_grpc.InvoiceServiceStub,
+    tenant: Tenant,
+    count: int,
+    cursor: str = "",
+    *,
+    include_alerts: bool = False,
+) -> list[invoice_service_pb2.StreamResultsResponse]:
+    """Follow the results stream until ``count`` events arrived.
+
+    Heartbeats are skipped, and so are queue alerts unless asked for: the hub's monitor may
+    raise one at any moment, which would make exact event sequences racy.
+    """
+    call = stub.StreamResults(
+        invoice_service_pb2.StreamResultsRequest(cursor=cursor, follow=True),
+        metadata=tenant.metadata,
+    )
+    events = []
+    async with asyncio.timeout(30):
+        async for message in call:
+            alert = message.event.kind == invoice_pb2.RESULT_KIND_ALERT
+            if message.HasField("event") and (include_alerts or not alert):
+                events.append(message)
+                if len(events) == count:
+                    break
+    call.cancel()
+    return events
+
+
+def png_pixels(png: bytes) -> tuple[int, int, bytes]:
+    """Decode a greyscale or palette PNG (bit depth 1-8, filters 0-4) to 8-bit luminance."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks, header, palette = 8, [], b"", b""
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            header = data
+        elif kind == b"PLTE":
+            palette = data
+        elif kind == b"IDAT":
+            chunks.append(data)
+    width, height, depth, colour = struct.unpack(">IIBB", header[:10])
+    assert colour in (0, 3) and depth in (1, 2, 4, 8)
+    raw = zlib.decompress(b"".join(chunks))
+    stride = (width * depth + 7) // 8
+    rows, previous, at = [], bytearray(stride), 0
+    for _ in range(height):
+        kind, line = raw[at], bytearray(raw[at + 1 : at + 1 + stride])
+        at += 1 + stride
+        for i in range(stride):
+            left = line[i - 1] if i else 0
+            up, corner = previous[i], previous[i - 1] if i else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[i] = (
+                    line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)
+                ) & 0xFF
+        rows.append(bytes(line))
+        previous = line
+    pixels = bytearray()
+    for line in rows:
+        for x in range(width):
+            bit = (line[x * depth // 8] >> (8 - depth - (x * depth) % 8)) & ((1 << depth) - 1)
+            if colour == 3:
+                pixels.append(palette[bit * 3])
+            else:
+                pixels.append(bit * 255 // ((1 << depth) - 1))
+    return width, height, bytes(pixels)

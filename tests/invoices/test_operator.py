@@ -13,8 +13,15 @@ from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
 from server.app import Hub, start_hub
 from server.db.engine import Database
 from tests.conftest import SELLER_NTN, SELLER_TOKEN, Tenant, hub_settings
-from tests.helpers import proto_invoice, sample, to_proto, today_pk
-from tests.test_invoice_path import results_until, submit, violations
+from tests.helpers import (
+    proto_invoice,
+    results_until,
+    sample,
+    submit,
+    to_proto,
+    today_pk,
+    violations,
+)
 
 Stub = invoice_service_pb2_grpc.InvoiceServiceStub
 

@@ -22,8 +22,7 @@ from server.db.notify import Notifier
 from server.invoices.delivery import Forwarder, ForwarderConfig
 from server.invoices.intake import Ingestor
 from tests.conftest import OTHER_TOKEN, SELLER_NTN, Tenant, hub_settings, make_tenant
-from tests.helpers import eventually, proto_invoice, sample
-from tests.test_invoice_path import results_until, submit, violations
+from tests.helpers import eventually, proto_invoice, results_until, sample, submit, violations
 
 
 class NeverSends:

@@ -6,89 +6,28 @@ real HTTP. Nothing of our own is mocked.
 
 from __future__ import annotations
 
-import asyncio
-import re
 import uuid
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 import sqlalchemy as sa
-from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from clients.fbr_simulator import FbrSimulator
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
 from server.db.engine import Database
 from tests.conftest import Tenant
-from tests.helpers import proto_invoice, sample, to_proto
-
-FBR_NUMBER = re.compile(r"^\d{7}DI\d{13}$")
-
-
-def violations(status: status_pb2.Status) -> list[error_details_pb2.BadRequest.FieldViolation]:
-    """The field violations packed in a status."""
-    found = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            found.extend(bad.field_violations)
-    return found
-
-
-def error_reason(status: status_pb2.Status) -> str:
-    """The ErrorInfo reason of a status."""
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info.reason
-    return ""
-
-
-async def submit(
-    stub: invoice_service_pb2_grpc.InvoiceServiceStub,
-    tenant: Tenant,
-    *batches: list[invoice_pb2.Invoice],
-) -> list[invoice_service_pb2.SubmitInvoicesResponse]:
-    """Send batches on one stream and collect the responses."""
-
-    async def requests() -> AsyncIterator[invoice_service_pb2.SubmitInvoicesRequest]:
-        for batch in batches:
-            yield invoice_service_pb2.SubmitInvoicesRequest(invoices=batch)
-
-    call = stub.SubmitInvoices(requests(), metadata=tenant.metadata)
-    return [response async for response in call]
-
-
-async def results_until(
-    stub: invoice_service_pb2_grpc.InvoiceServiceStub,
-    tenant: Tenant,
-    count: int,
-    cursor: str = "",
-    *,
-    include_alerts: bool = False,
-) -> list[invoice_service_pb2.StreamResultsResponse]:
-    """Follow the results stream until ``count`` events arrived.
-
-    Heartbeats are skipped, and so are queue alerts unless asked for: the hub's monitor may
-    raise one at any moment, which would make exact event sequences racy.
-    """
-    call = stub.StreamResults(
-        invoice_service_pb2.StreamResultsRequest(cursor=cursor, follow=True),
-        metadata=tenant.metadata,
-    )
-    events = []
-    async with asyncio.timeout(30):
-        async for message in call:
-            alert = message.event.kind == invoice_pb2.RESULT_KIND_ALERT
-            if message.HasField("event") and (include_alerts or not alert):
-                events.append(message)
-                if len(events) == count:
-                    break
-    call.cancel()
-    return events
+from tests.helpers import (
+    FBR_NUMBER,
+    error_reason,
+    proto_invoice,
+    results_until,
+    sample,
+    submit,
+    to_proto,
+    violations,
+)
 
 
 async def test_ack_is_sent_only_after_commit(

@@ -18,9 +18,16 @@ from server.app import Hub, start_hub
 from server.db.engine import Database
 from server.invoices.reference_data import ReferenceStore
 from tests.conftest import SELLER_NTN, SELLER_TOKEN, Tenant, hub_settings
-from tests.helpers import proto_invoice, sample, to_proto, today_pk
-from tests.test_invoice_path import results_until, submit, violations
-from tests.test_qr import png_pixels
+from tests.helpers import (
+    png_pixels,
+    proto_invoice,
+    results_until,
+    sample,
+    submit,
+    to_proto,
+    today_pk,
+    violations,
+)
 
 Stub = invoice_service_pb2_grpc.InvoiceServiceStub
 

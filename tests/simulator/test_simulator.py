@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import hashlib
 import re
 import signal
@@ -21,24 +20,21 @@ from clients.fbr.payload import to_fbr_json
 from clients.fbr.rules import validate_invoice
 from clients.fbr_simulator import Fault, FbrSimulator, TokenGrant
 from clients.fbr_simulator.cli import parse_token
-from tests.test_fbr_rules import CASES, SELLER, Case, first_reported, invoice, line
+from tests.fbr.cases import CASES, SELLER, Case, first_reported, invoice
+from tests.simulator.common import (
+    CNIC_SELLER,
+    CNIC_TOKEN,
+    NOW,
+    POST,
+    POST_SB,
+    PRODUCTION_TOKEN,
+    SANDBOX_TOKEN,
+    TOKENS,
+    VALIDATE_SB,
+    two_lines,
+)
 
-SANDBOX_TOKEN = "sandbox-8885801"
-PRODUCTION_TOKEN = "production-8885801"
-OTHER_TOKEN = "sandbox-7000007"
-CNIC_TOKEN = "sandbox-cnic"
-CNIC_SELLER = "4130276175937"
 # 12:00 in Pakistan on the rule tests' TODAY.
-NOW = dt.datetime(2025, 5, 13, 7, 0, 0, 123000, tzinfo=dt.UTC)
-POST_SB = "/di_data/v1/di/postinvoicedata_sb"
-POST = "/di_data/v1/di/postinvoicedata"
-VALIDATE_SB = "/di_data/v1/di/validateinvoicedata_sb"
-TOKENS = {
-    SANDBOX_TOKEN: TokenGrant(SELLER, "sandbox"),
-    PRODUCTION_TOKEN: TokenGrant(SELLER, "production"),
-    OTHER_TOKEN: TokenGrant("7000007", "sandbox"),
-    CNIC_TOKEN: TokenGrant(CNIC_SELLER, "sandbox"),
-}
 TOKEN_FOR = {(g.seller_ntn_cnic, g.environment): token for token, g in TOKENS.items()}
 
 
@@ -79,10 +75,6 @@ async def post(
 
 def fingerprint(body: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def two_lines() -> dict[str, Any]:
-    return to_fbr_json(invoice(line(), line(hs_code="8414.5100")))
 
 
 async def test_valid_invoice_gets_a_number_and_numbered_lines(

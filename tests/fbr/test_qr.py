@@ -2,69 +2,17 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import pytest
 import zxingcpp
 
 from clients.fbr.qr import QR_MODULES, QUIET_ZONE, print_data, qr_code
+from tests.helpers import png_pixels
 
 NUMBERS = [
     "7000007DI1747119701593",  # NTN seller, 22 characters [SPEC p.12]
     "4130276175937DI1747119701593",  # CNIC seller, 28 characters
     "11000120181112000369",  # a POS fiscal number [T3]
 ]
-
-
-def png_pixels(png: bytes) -> tuple[int, int, bytes]:
-    """Decode a greyscale or palette PNG (bit depth 1-8, filters 0-4) to 8-bit luminance."""
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks, header, palette = 8, [], b"", b""
-    while pos < len(png):
-        (length,) = struct.unpack(">I", png[pos : pos + 4])
-        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IHDR":
-            header = data
-        elif kind == b"PLTE":
-            palette = data
-        elif kind == b"IDAT":
-            chunks.append(data)
-    width, height, depth, colour = struct.unpack(">IIBB", header[:10])
-    assert colour in (0, 3) and depth in (1, 2, 4, 8)
-    raw = zlib.decompress(b"".join(chunks))
-    stride = (width * depth + 7) // 8
-    rows, previous, at = [], bytearray(stride), 0
-    for _ in range(height):
-        kind, line = raw[at], bytearray(raw[at + 1 : at + 1 + stride])
-        at += 1 + stride
-        for i in range(stride):
-            left = line[i - 1] if i else 0
-            up, corner = previous[i], previous[i - 1] if i else 0
-            if kind == 1:
-                line[i] = (line[i] + left) & 0xFF
-            elif kind == 2:
-                line[i] = (line[i] + up) & 0xFF
-            elif kind == 3:
-                line[i] = (line[i] + (left + up) // 2) & 0xFF
-            elif kind == 4:
-                p = left + up - corner
-                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
-                line[i] = (
-                    line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)
-                ) & 0xFF
-        rows.append(bytes(line))
-        previous = line
-    pixels = bytearray()
-    for line in rows:
-        for x in range(width):
-            bit = (line[x * depth // 8] >> (8 - depth - (x * depth) % 8)) & ((1 << depth) - 1)
-            if colour == 3:
-                pixels.append(palette[bit * 3])
-            else:
-                pixels.append(bit * 255 // ((1 << depth) - 1))
-    return width, height, bytes(pixels)
 
 
 @pytest.mark.parametrize("number", NUMBERS)

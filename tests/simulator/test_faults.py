@@ -31,8 +31,8 @@ from clients.fbr_simulator.schedule import (
     OutageMode,
     Step,
 )
-from tests.test_fbr_rules import SELLER
-from tests.test_fbr_simulator import NOW, POST_SB, SANDBOX_TOKEN, TOKENS, two_lines
+from tests.fbr.cases import SELLER
+from tests.simulator.common import NOW, POST_SB, SANDBOX_TOKEN, TOKENS, two_lines
 
 INVOICE_ID = "X-Hub-Invoice-Id"
 

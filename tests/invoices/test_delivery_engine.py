@@ -19,8 +19,7 @@ from server.db.models import DeliveryAttempt, Invoice, InvoiceState
 from server.db.notify import Notifier
 from server.invoices.monitor import QueueMonitor
 from tests.conftest import POSTGRES_URL, Tenant, hub_settings
-from tests.helpers import proto_invoice
-from tests.test_invoice_path import results_until, submit
+from tests.helpers import proto_invoice, results_until, submit
 
 
 async def test_an_fbr_outage_opens_the_circuit_and_recovery_closes_it(
