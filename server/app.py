@@ -16,18 +16,23 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from clients.fbr.client import FbrClient
-from fbrhub.v1 import invoice_service_pb2, invoice_service_pb2_grpc
+from fbrhub.v1 import (
+    admin_service_pb2_grpc,
+    audit_service_pb2_grpc,
+    invoice_service_pb2_grpc,
+    privacy_service_pb2_grpc,
+)
 from server.access.api_keys import ApiKeyVerifier
+from server.api.admin import AdminService
+from server.api.audit import AuditService
+from server.api.authz import HUB_SERVICES as HUB_SERVICE_DESCRIPTORS
 from server.api.interceptor import HubInterceptor
 from server.api.invoices import InvoiceService
-from server.api.tls import (
-    add_governance_services,
-    bind_port,
-    configure_secrets,
-    start_retention,
-)
+from server.api.privacy import PrivacyService
+from server.api.tls import bind_port
 from server.api.tokens import TokenCodec
-from server.audit.trail import AccessAuditor
+from server.audit.access import AccessAuditor
+from server.db.encryption import configure_secrets
 from server.db.engine import Database
 from server.db.notify import Notifier, PostgresListener
 from server.invoices.delivery import Forwarder, ForwarderConfig
@@ -36,12 +41,14 @@ from server.invoices.monitor import QueueMonitor, record_circuit_alert
 from server.invoices.operator import Operator
 from server.invoices.pacing import BreakerChange
 from server.invoices.reference_data import ReferenceStore
+from server.privacy.retention import run_periodically
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-INVOICE_SERVICE = invoice_service_pb2.DESCRIPTOR.services_by_name["InvoiceService"].full_name
+# Health and reflection answer without an API key; every other service needs one.
 PUBLIC_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
+HUB_SERVICES = tuple(service.full_name for service in HUB_SERVICE_DESCRIPTORS)
 
 
 @dataclass
@@ -128,22 +135,15 @@ def build_fbr_client(settings: Settings) -> FbrClient:
     )
 
 
-async def start_hub(
+def _build_server(
     settings: Settings,
     *,
-    db: Database | None = None,
-    fbr: FbrClient | None = None,
-) -> Hub:
-    """Build and start a hub (the database must already be migrated)."""
-    db = db or Database(settings.database_url)
-    fbr = fbr or build_fbr_client(settings)
-    notifier = Notifier()
-    tokens = TokenCodec(settings.cursor_secret.get_secret_value().encode())
-    configure_secrets(settings)
-    reference = ReferenceStore(db)
-    await reference.refresh()
-    ingestor = Ingestor(db, notifier, max_pending=settings.tenant_max_pending, reference=reference)
-    verifier = ApiKeyVerifier(db)
+    db: Database,
+    notifier: Notifier,
+    ingestor: Ingestor,
+    verifier: ApiKeyVerifier,
+) -> grpc.aio.Server:
+    """The gRPC server with the interceptor and every service (not yet bound or started)."""
     server = grpc.aio.server(
         interceptors=[
             HubInterceptor(
@@ -158,24 +158,57 @@ async def start_hub(
             ("grpc.so_reuseport", 0),
         ],
     )
+    tokens = TokenCodec(settings.cursor_secret.get_secret_value().encode())
     operator = Operator(db, notifier, ingestor)
     invoice_service_pb2_grpc.add_InvoiceServiceServicer_to_server(
         InvoiceService(db, ingestor, notifier, tokens, settings, operator), server
     )
-    governance = add_governance_services(
-        server, db=db, notifier=notifier, tokens=tokens, settings=settings, verifier=verifier
+    privacy_service_pb2_grpc.add_PrivacyServiceServicer_to_server(
+        PrivacyService(db, tokens, settings), server
+    )
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
+        AuditService(db, notifier, tokens, settings), server
+    )
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminService(db, verifier, tokens, settings), server
+    )
+    return server
+
+
+async def start_hub(
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    fbr: FbrClient | None = None,
+) -> Hub:
+    """Build and start a hub (the database must already be migrated)."""
+    db = db or Database(settings.database_url)
+    fbr = fbr or build_fbr_client(settings)
+    notifier = Notifier()
+    configure_secrets(settings)
+    reference = ReferenceStore(db)
+    await reference.refresh()
+    ingestor = Ingestor(db, notifier, max_pending=settings.tenant_max_pending, reference=reference)
+    server = _build_server(
+        settings, db=db, notifier=notifier, ingestor=ingestor, verifier=ApiKeyVerifier(db)
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [INVOICE_SERVICE, *governance, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    reflection.enable_server_reflection([*HUB_SERVICES, *PUBLIC_SERVICES], server)
     port = bind_port(server, settings)
     await server.start()
-    for name in (INVOICE_SERVICE, *governance):
+    for name in HUB_SERVICES:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(health.OVERALL_HEALTH, health_pb2.HealthCheckResponse.SERVING)
     hub = Hub(settings, db, server, port, health_servicer, fbr, None, notifier)
+    _start_background(hub, reference)
+    logger.info("hub listening on %s", hub.address)
+    return hub
+
+
+def _start_background(hub: Hub, reference: ReferenceStore) -> None:
+    """Start the hub's background work: listener, forwarder, monitor, refresher, sweeper."""
+    settings, db, notifier = hub.settings, hub.db, hub.notifier
     if db.is_postgres:
         hub.listener = PostgresListener(settings.database_url, notifier)
         hub.listener.start()
@@ -186,7 +219,7 @@ async def start_hub(
 
         hub.forwarder = Forwarder(
             db,
-            fbr,
+            hub.fbr,
             notifier,
             forwarder_config(settings),
             worker_id=settings.worker_id,
@@ -206,9 +239,13 @@ async def start_hub(
         )
     )
     if settings.retention_sweeper_enabled:
-        hub.tasks.append(start_retention(db, settings, hub.retention_stop))
-    logger.info("hub listening on %s", hub.address)
-    return hub
+        sweeper = run_periodically(
+            db,
+            retention_years=settings.retention_years,
+            interval_seconds=settings.retention_sweep_interval_seconds,
+            stop=hub.retention_stop,
+        )
+        hub.tasks.append(asyncio.create_task(sweeper, name="retention-sweeper"))
 
 
 def settle_garbage_collector() -> None:

@@ -13,17 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import bcrypt
-import grpc
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.access.api_keys import ROLES, new_api_key_row
-from server.api.errors import HubError, invalid_argument, not_found
 from server.audit.trail import NewAuditEvent, append_audit_events
 from server.db.engine import Database
 from server.db.models import ApiKey, Tenant
 from server.db.privacy_models import Account, AccountStatus, ConsentEvent
+from server.errors import ApiKeyRevoked, InvalidField, NotFound, UsernameTaken
 
 USERNAME = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,63}$")
@@ -87,7 +86,7 @@ async def _key(session: AsyncSession, tenant_id: uuid.UUID, key_id: str) -> ApiK
         .with_for_update()
     )
     if row is None:
-        raise not_found("api key")
+        raise NotFound("api key")
     return row
 
 
@@ -106,9 +105,7 @@ async def rotate_key(db: Database, actor: Actor, key_id: str) -> tuple[ApiKey, s
     async with db.write("apikey.rotate") as session:
         old = await _key(session, actor.tenant_id, key_id)
         if old.revoked_at is not None:
-            raise HubError(
-                grpc.StatusCode.FAILED_PRECONDITION, "API_KEY_REVOKED", "the key is already revoked"
-            )
+            raise ApiKeyRevoked("the key is already revoked")
         new, token = new_api_key_row(actor.tenant_id, role=old.role, name=old.name)
         old.revoked_at = utcnow()
         session.add(new)
@@ -141,15 +138,15 @@ async def create_account(
 ) -> uuid.UUID:
     """Create a platform account with a bcrypt password hash and its sign-up consents."""
     if not USERNAME.match(username):
-        raise invalid_argument("username", "username must be 3-64 letters, digits, '.', '_', '-'")
+        raise InvalidField("username", "username must be 3-64 letters, digits, '.', '_', '-'")
     if not full_name.strip():
-        raise invalid_argument("full_name", "full_name is required")
+        raise InvalidField("full_name", "full_name is required")
     if not EMAIL.match(email):
-        raise invalid_argument("email", "email must be an e-mail address")
+        raise InvalidField("email", "email must be an e-mail address")
     if not 12 <= len(password) <= 128:
-        raise invalid_argument("password", "password must be 12 to 128 characters")
+        raise InvalidField("password", "password must be 12 to 128 characters")
     if role not in ROLES:
-        raise invalid_argument("role", "role is required")
+        raise InvalidField("role", "role is required")
     password_hash = await hash_password(password, bcrypt_rounds)
     now = utcnow()
     account = Account(
@@ -184,24 +181,19 @@ async def create_account(
                 session, [actor.event("account.create", f"accounts/{account.id}", role=role)]
             )
     except IntegrityError:
-        raise HubError(
-            grpc.StatusCode.ALREADY_EXISTS,
-            "USERNAME_TAKEN",
-            "an account with this username already exists",
-            metadata={"field": "username"},
-        ) from None
+        raise UsernameTaken("an account with this username already exists") from None
     return account.id
 
 
 async def set_fbr_token(db: Database, actor: Actor, token: str) -> dt.datetime:
     """Replace the tenant's FBR token (stored encrypted by the column type)."""
     if not token.strip():
-        raise invalid_argument("fbr_token", "fbr_token is required")
+        raise InvalidField("fbr_token", "fbr_token is required")
     now = utcnow()
     async with db.write("tenant.fbr_token") as session:
         tenant = await session.get(Tenant, actor.tenant_id, with_for_update=True)
         if tenant is None:
-            raise not_found("tenant")
+            raise NotFound("tenant")
         tenant.fbr_token = token
         await append_audit_events(
             session, [actor.event("tenant.fbr_token_set", f"tenants/{actor.tenant_id}")]

@@ -6,17 +6,17 @@ import datetime as dt
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from fbrhub.v1 import admin_service_pb2, admin_service_pb2_grpc
 from server.access import accounts
 from server.access.api_keys import ApiKeyVerifier
-from server.api.errors import invalid_argument
+from server.api.convert.common import timestamp
 from server.api.interceptor import current_caller
 from server.api.limits import check_lengths, page_size
-from server.api.tokens import TokenCodec, TokenError
+from server.api.tokens import PageTokens, TokenCodec, aware_time, short_text
 from server.db.engine import Database
 from server.db.models import ApiKey
+from server.errors import InvalidField
 from server.settings import Settings
 
 ROLE_NAMES = {
@@ -35,19 +35,10 @@ PURPOSE_NAMES = {
 PURPOSE_VALUES = {name: value for value, name in PURPOSE_NAMES.items()}
 
 
-def timestamp(value: dt.datetime | None) -> Timestamp | None:
-    """A protobuf Timestamp, or None."""
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def role_name(value: int, path: str = "role") -> str:
     """The stored role name of a Role enum value; INVALID_ARGUMENT when unset."""
     if value not in ROLE_NAMES:
-        raise invalid_argument(path, "role is required")
+        raise InvalidField(path, "role is required")
     return ROLE_NAMES[value]  # type: ignore[index]
 
 
@@ -76,7 +67,12 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
     ) -> None:
         self._db = db
         self._verifier = verifier
-        self._tokens = tokens
+        self._pages: PageTokens[tuple[dt.datetime, str]] = PageTokens(
+            tokens,
+            "apikeys",
+            lambda p: {"t": p[0].isoformat(), "k": p[1]},
+            lambda d: (aware_time(d["t"]), short_text(d["k"], 32)),
+        )
         self._settings = settings
 
     async def CreateApiKey(
@@ -97,26 +93,17 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
     ) -> admin_service_pb2.ListApiKeysResponse:
         tenant_id = current_caller().tenant_id
         size = page_size(request.page_size, default=50, maximum=500)
-        after, after_id = None, ""
-        if request.page_token:
-            try:
-                token = self._tokens.decode("apikeys", tenant_id, request.page_token)
-                after, after_id = dt.datetime.fromisoformat(token["t"]), str(token["k"])
-            except (TokenError, KeyError, ValueError):
-                raise invalid_argument(
-                    "page_token", "page_token is invalid", "PAGE_TOKEN_INVALID"
-                ) from None
+        after = self._pages.position(tenant_id, request)
         rows = await accounts.list_keys(
-            self._db, tenant_id, after=after, after_id=after_id, limit=size + 1
+            self._db,
+            tenant_id,
+            after=after[0] if after else None,
+            after_id=after[1] if after else "",
+            limit=size + 1,
         )
-        next_token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            next_token = self._tokens.encode(
-                "apikeys",
-                tenant_id,
-                {"t": rows[-1].created_at.isoformat(), "k": rows[-1].key_id},
-            )
+        rows, next_token = self._pages.page(
+            tenant_id, request, rows, size, lambda row: (row.created_at, row.key_id)
+        )
         return admin_service_pb2.ListApiKeysResponse(
             api_keys=[key_to_proto(r) for r in rows], next_page_token=next_token
         )
@@ -156,7 +143,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         consents = []
         for index, consent in enumerate(request.consents):
             if consent.purpose not in PURPOSE_NAMES:
-                raise invalid_argument(f"consents[{index}].purpose", "purpose is required")
+                raise InvalidField(f"consents[{index}].purpose", "purpose is required")
             consents.append((PURPOSE_NAMES[consent.purpose], consent.granted))
         account_id = await accounts.create_account(
             self._db,

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from fbrhub.v1 import audit_service_pb2, audit_service_pb2_grpc
-from server.api.admin import timestamp
-from server.api.errors import invalid_argument
+from server.api.convert.common import time_from_proto, timestamp
+from server.api.follow import FollowOptions, Step, follow_events
 from server.api.interceptor import current_caller
 from server.api.limits import page_size
-from server.api.tokens import TokenCodec, TokenError
-from server.audit.trail import (
-    ChainProblem,
-    audit_topic,
-    read_audit_events,
-    verify_chain,
-)
+from server.api.tokens import Cursors, PageTokens, TokenCodec, sequence
+from server.audit.queries import AuditFilters, read_audit_events
+from server.audit.trail import audit_topic
+from server.audit.verify import ChainProblem, verify_chain
 from server.db.engine import Database
 from server.db.notify import Notifier
 from server.db.privacy_models import AuditEvent
@@ -50,6 +46,21 @@ def event_to_proto(row: AuditEvent) -> audit_service_pb2.AuditEvent:
     )
 
 
+def filters_from_request(request: audit_service_pb2.ListAuditEventsRequest) -> AuditFilters:
+    """The filters of a ListAuditEvents request."""
+    return AuditFilters(
+        actions=tuple(request.actions),
+        resource_prefix=request.resource_prefix,
+        outcome=request.outcome,
+        start_time=time_from_proto(request.start_time, "start_time")
+        if request.HasField("start_time")
+        else None,
+        end_time=time_from_proto(request.end_time, "end_time")
+        if request.HasField("end_time")
+        else None,
+    )
+
+
 class AuditService(audit_service_pb2_grpc.AuditServiceServicer):
     """The audit trail API."""
 
@@ -58,8 +69,11 @@ class AuditService(audit_service_pb2_grpc.AuditServiceServicer):
     ) -> None:
         self._db = db
         self._notifier = notifier
-        self._tokens = tokens
         self._settings = settings
+        self._cursors = Cursors(tokens, "audit")
+        self._pages = PageTokens(
+            tokens, "audit-page", lambda s: {"s": s}, lambda d: sequence(d["s"])
+        )
 
     async def ListAuditEvents(
         self,
@@ -68,45 +82,11 @@ class AuditService(audit_service_pb2_grpc.AuditServiceServicer):
     ) -> audit_service_pb2.ListAuditEventsResponse:
         tenant_id = current_caller().tenant_id
         size = page_size(request.page_size, default=100, maximum=1000)
-        filters: list[Any] = []
-        if request.actions:
-            filters.append(AuditEvent.action.in_(list(request.actions)))
-        if request.resource_prefix:
-            filters.append(AuditEvent.resource.startswith(request.resource_prefix, autoescape=True))
-        if request.outcome:
-            filters.append(AuditEvent.outcome == request.outcome)
-        if request.HasField("start_time"):
-            filters.append(AuditEvent.event_time >= request.start_time.ToDatetime(dt.UTC))
-        if request.HasField("end_time"):
-            filters.append(AuditEvent.event_time < request.end_time.ToDatetime(dt.UTC))
-        only_filters = audit_service_pb2.ListAuditEventsRequest()
-        only_filters.CopyFrom(request)
-        only_filters.ClearField("page_size")
-        only_filters.ClearField("page_token")
-        fingerprint = hashlib.sha256(
-            only_filters.SerializeToString(deterministic=True)
-        ).hexdigest()[:16]
-        after = 0
-        if request.page_token:
-            try:
-                token = self._tokens.decode("audit-page", tenant_id, request.page_token)
-                if token.get("f") != fingerprint:
-                    raise TokenError("filters changed")
-                after = int(token["s"])
-            except (TokenError, KeyError, ValueError, TypeError):
-                raise invalid_argument(
-                    "page_token",
-                    "page_token is invalid or was made for other filters",
-                    "PAGE_TOKEN_INVALID",
-                ) from None
+        filters = filters_from_request(request)
+        after = self._pages.position(tenant_id, request) or 0
         async with self._db.read("audit.list") as session:
             rows = await read_audit_events(session, tenant_id, after, size + 1, filters)
-        next_token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            next_token = self._tokens.encode(
-                "audit-page", tenant_id, {"f": fingerprint, "s": rows[-1].seq}
-            )
+        rows, next_token = self._pages.page(tenant_id, request, rows, size, lambda r: r.seq)
         return audit_service_pb2.ListAuditEventsResponse(
             events=[event_to_proto(r) for r in rows], next_page_token=next_token
         )
@@ -117,42 +97,38 @@ class AuditService(audit_service_pb2_grpc.AuditServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[audit_service_pb2.StreamAuditEventsResponse]:
         tenant_id = current_caller().tenant_id
-        after = 0
-        if request.cursor:
-            try:
-                after = int(self._tokens.decode("audit", tenant_id, request.cursor)["s"])
-            except (TokenError, KeyError, ValueError, TypeError):
-                raise invalid_argument(
-                    "cursor", "cursor is invalid or belongs to another tenant", "CURSOR_INVALID"
-                ) from None
+        after = self._cursors.decode(tenant_id, request.cursor)
         topic = audit_topic(tenant_id)
-        idle = 0.0
-        while True:
+
+        async def read_page(after: int, limit: int) -> list[AuditEvent]:
             async with self._db.read("audit.page") as session:
-                rows = await read_audit_events(session, tenant_id, after, STREAM_PAGE)
-            for row in rows:
-                after = row.seq
-                yield audit_service_pb2.StreamAuditEventsResponse(
-                    event=event_to_proto(row),
-                    cursor=self._tokens.encode("audit", tenant_id, {"s": after}),
-                )
-            if len(rows) == STREAM_PAGE:
-                continue
-            if not request.follow:
-                return
-            if rows:
-                idle = 0.0
-            # Events written by another process carry no in-process signal; the poll
-            # interval bounds how late they are seen.
-            woke = await self._notifier.wait(topic, self._settings.audit_poll_seconds)
-            idle = 0.0 if woke else idle + self._settings.audit_poll_seconds
-            if idle >= self._settings.audit_heartbeat_seconds:
-                idle = 0.0
-                heartbeat = audit_service_pb2.StreamAuditEventsResponse(
-                    cursor=self._tokens.encode("audit", tenant_id, {"s": after})
-                )
-                heartbeat.heartbeat_time.GetCurrentTime()
-                yield heartbeat
+                return await read_audit_events(session, tenant_id, after, limit)
+
+        async def wait_for_news(timeout: float) -> bool:
+            return await self._notifier.wait(topic, timeout)
+
+        options = FollowOptions(
+            follow=request.follow,
+            poll_seconds=self._settings.audit_poll_seconds,
+            heartbeat_seconds=self._settings.audit_heartbeat_seconds,
+        )
+        steps = follow_events(
+            read_page, wait_for_news, after=after, page_size=STREAM_PAGE, options=options
+        )
+        async for step in steps:
+            yield self._stream_message(tenant_id, step)
+
+    def _stream_message(
+        self, tenant_id: uuid.UUID, step: Step[AuditEvent]
+    ) -> audit_service_pb2.StreamAuditEventsResponse:
+        message = audit_service_pb2.StreamAuditEventsResponse(
+            cursor=self._cursors.encode(tenant_id, step.after)
+        )
+        if step.event is None:
+            message.heartbeat_time.GetCurrentTime()
+        else:
+            message.event.CopyFrom(event_to_proto(step.event))
+        return message
 
     async def VerifyAuditChain(
         self,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
 from fbrhub.v1 import (
@@ -17,7 +16,6 @@ from fbrhub.v1 import (
     invoice_service_pb2,
     privacy_service_pb2,
 )
-from server.api.errors import HubError
 
 ERP = "erp"
 PRIVACY_OFFICER = "privacy_officer"
@@ -55,12 +53,3 @@ def is_allowed(method: str, role: str) -> bool:
 def hub_methods(services: Iterable[ServiceDescriptor] = HUB_SERVICES) -> list[str]:
     """Every full method name of the given services."""
     return [f"/{s.full_name}/{m.name}" for s in services for m in s.methods]
-
-
-def permission_denied() -> HubError:
-    """PERMISSION_DENIED: the key is valid but its role may not call this method."""
-    return HubError(
-        grpc.StatusCode.PERMISSION_DENIED,
-        "ROLE_NOT_ALLOWED",
-        "this API key's role may not call this method",
-    )

@@ -21,7 +21,7 @@ from clients.fbr.payload import NormalisedInvoice
 from fbrhub.v1 import invoice_service_pb2
 from server.access.tenants import TenantProfile
 from server.api.convert import invoices as converters
-from server.api.errors import invalid_argument
+from server.errors import BatchTooLarge
 from server.invoices.intake import Ack, Ingestor
 from server.observability import metrics
 
@@ -80,10 +80,8 @@ async def submit_stream(
         try:
             async for request in requests:
                 if len(request.invoices) > max_per_request:
-                    raise invalid_argument(
-                        "invoices",
-                        f"a request may hold at most {max_per_request} invoices",
-                        "BATCH_TOO_LARGE",
+                    raise BatchTooLarge(
+                        "invoices", f"a request may hold at most {max_per_request} invoices"
                     )
                 invoices = [converters.invoice_to_domain(m) for m in request.invoices]
                 await window.acquire(len(invoices))

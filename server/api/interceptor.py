@@ -27,9 +27,10 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from server.access.api_keys import ApiKeyVerifier, Caller, parse_api_key
-from server.api.authz import is_allowed, permission_denied
-from server.api.errors import HubError, internal_error, unauthenticated
-from server.audit.trail import AccessAuditor
+from server.api.authz import is_allowed
+from server.api.errors import error_status
+from server.audit.access import AccessAuditor
+from server.errors import HubError, PermissionDenied, Unauthenticated
 
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -53,10 +54,6 @@ def _bearer_token(metadata: Any) -> str | None:
     return None
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: HubError) -> None:
-    await context.abort_with_status(rpc_status.to_status(error.to_status()))
-
-
 class _Call:
     """What the wrapper needs to know about one RPC."""
 
@@ -65,10 +62,14 @@ class _Call:
         self.caller = caller
         self.span = span
 
-    async def fail(self, context: grpc.aio.ServicerContext[Any, Any], error: HubError) -> None:
-        self.span.set_attribute("rpc.grpc.status_code", error.code.value[0])
-        self.span.set_status(Status(StatusCode.ERROR, error.reason))
-        await _abort(context, error)
+    async def fail(
+        self, context: grpc.aio.ServicerContext[Any, Any], error: HubError | None
+    ) -> None:
+        """End the call with the status of ``error`` (INTERNAL when None)."""
+        status = error_status(error)
+        self.span.set_attribute("rpc.grpc.status_code", status.code)
+        self.span.set_status(Status(StatusCode.ERROR, error.reason if error else "INTERNAL"))
+        await context.abort_with_status(rpc_status.to_status(status))
 
     async def handle(self, context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
         if isinstance(exc, grpc.aio.AbortError):
@@ -78,7 +79,7 @@ class _Call:
             return
         logger.exception("unexpected error in %s", self.method)
         self.span.record_exception(exc, attributes={"exception.message": type(exc).__name__})
-        await self.fail(context, internal_error())
+        await self.fail(context, None)
 
 
 class HubInterceptor(grpc.aio.ServerInterceptor):
@@ -115,12 +116,12 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
             parsed = parse_api_key(token) if token else None
             key_id = parsed[0] if parsed else None
             return _Refusal(
-                unauthenticated("a valid API key is required"),
+                Unauthenticated("a valid API key is required"),
                 partial(auditor.unauthenticated, method, key_id) if auditor else None,
             )
         if not is_allowed(method, caller.role):
             return _Refusal(
-                permission_denied(),
+                PermissionDenied("this API key's role may not call this method"),
                 partial(
                     auditor.permission_denied, method, caller.tenant_id, caller.key_id, caller.role
                 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from server.api.errors import invalid_argument
+from server.errors import FieldTooLong, InvalidField
 
 
 def check_lengths(request: Message, **limits: int) -> None:
@@ -12,13 +12,11 @@ def check_lengths(request: Message, **limits: int) -> None:
     for name, limit in limits.items():
         value = getattr(request, name)
         if len(value) > limit:
-            raise invalid_argument(
-                name, f"{name} must be at most {limit} characters", "FIELD_TOO_LONG"
-            )
+            raise FieldTooLong(name, f"{name} must be at most {limit} characters")
 
 
 def page_size(requested: int, *, default: int, maximum: int) -> int:
     """The page size to use: 0 means the default, above the maximum is the maximum."""
     if requested < 0:
-        raise invalid_argument("page_size", "page_size must not be negative")
+        raise InvalidField("page_size", "page_size must not be negative")
     return min(requested or default, maximum)

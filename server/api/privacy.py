@@ -1,10 +1,8 @@
-"""PrivacyService: data-subject rights, translated between protobuf and server.privacy.rights."""
+"""PrivacyService: data-subject rights, protobuf in and out of :mod:`server.privacy.rights`."""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -13,16 +11,19 @@ import grpc
 import orjson
 
 from fbrhub.v1 import privacy_service_pb2, privacy_service_pb2_grpc
-from server.api.admin import PURPOSE_NAMES, PURPOSE_VALUES, timestamp
-from server.api.errors import invalid_argument, not_found
+from server.api.admin import PURPOSE_NAMES, PURPOSE_VALUES
+from server.api.convert.common import timestamp
 from server.api.interceptor import current_caller
 from server.api.limits import check_lengths, page_size
-from server.api.tokens import TokenCodec, TokenError
+from server.api.tokens import PageTokens, TokenCodec, aware_time, short_text
 from server.db.engine import Database
-from server.db.notify import Notifier
-from server.db.privacy_models import ConsentEvent
-from server.privacy import rights as privacy
-from server.privacy.rights import Outcome, RequestContext, Subject
+from server.db.privacy_models import PrivacyRequest
+from server.errors import InvalidField, NotFound
+from server.privacy.consent import ConsentRecord
+from server.privacy.erasure import ErasureReport
+from server.privacy.requests import RequestPosition
+from server.privacy.rights import PrivacyRights, Requester
+from server.privacy.subjects import Subject, subject_secret
 from server.settings import Settings
 
 KIND_VALUES = {
@@ -44,41 +45,74 @@ ERASURE_ACTIONS = {
 def _subject(message: privacy_service_pb2.DataSubject, path: str = "subject") -> Subject:
     kind = message.WhichOneof("subject")
     if kind == "account_id":
-        try:
-            return Subject(account_id=uuid.UUID(message.account_id))
-        except ValueError:
-            raise not_found("account") from None
+        return Subject(account_id=_account_id(message.account_id))
     if kind == "buyer_ntn_cnic":
         ntn = message.buyer_ntn_cnic
         if not (ntn.isdigit() and len(ntn) in (7, 13)):
-            raise invalid_argument(
+            raise InvalidField(
                 f"{path}.buyer_ntn_cnic", "buyer_ntn_cnic must be 7 (NTN) or 13 (CNIC) digits"
             )
         return Subject(buyer_ntn_cnic=ntn)
-    raise invalid_argument(path, "set subject.account_id or subject.buyer_ntn_cnic")
+    raise InvalidField(path, "set subject.account_id or subject.buyer_ntn_cnic")
 
 
 def _account_id(text: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
     except ValueError:
-        raise not_found("account") from None
+        raise NotFound("account") from None
 
 
 def _require_request_id(request_id: str) -> None:
     if not request_id:
-        raise invalid_argument("request_id", "request_id is required (a UUID)")
+        raise InvalidField("request_id", "request_id is required (a UUID)")
     if len(request_id) > 64:
-        raise invalid_argument("request_id", "request_id must be at most 64 characters")
+        raise InvalidField("request_id", "request_id must be at most 64 characters")
 
 
-def _consent_to_proto(event: ConsentEvent) -> privacy_service_pb2.ConsentEvent:
+def _requester() -> Requester:
+    caller = current_caller()
+    return Requester(caller.tenant_id, f"apikey:{caller.key_id}")
+
+
+def consent_to_proto(record: ConsentRecord) -> privacy_service_pb2.ConsentEvent:
+    """A consent decision as protobuf."""
     return privacy_service_pb2.ConsentEvent(
-        purpose=PURPOSE_VALUES[event.purpose],
-        granted=event.granted,
-        source=event.source,
-        record_time=timestamp(event.recorded_at),
-        request_id=event.request_id,
+        purpose=PURPOSE_VALUES[record.purpose],
+        granted=record.granted,
+        source=record.source,
+        record_time=timestamp(record.recorded_at),
+        request_id=record.request_id,
+    )
+
+
+def erasure_to_proto(report: ErasureReport) -> privacy_service_pb2.ErasePersonalDataResponse:
+    """An erasure report (applied or previewed) as protobuf."""
+    return privacy_service_pb2.ErasePersonalDataResponse(
+        dry_run=report.dry_run,
+        items=[
+            privacy_service_pb2.ErasureItem(
+                resource=v.resource,
+                action=ERASURE_ACTIONS[v.action],
+                fields=list(v.fields),
+                retained_until=timestamp(v.retained_until),
+                retention_reason=v.retention_reason,
+            )
+            for v in report.verdicts
+        ],
+    )
+
+
+def request_to_proto(row: PrivacyRequest) -> privacy_service_pb2.PrivacyRequest:
+    """A privacy request's record as protobuf."""
+    return privacy_service_pb2.PrivacyRequest(
+        request_id=row.request_id,
+        kind=KIND_VALUES.get(row.kind, 0),  # type: ignore[arg-type]
+        status=row.status,
+        subject_ref=row.subject_ref,
+        outcome={str(k): str(v) for k, v in row.outcome.items()},
+        create_time=timestamp(row.created_at),
+        actor=row.actor,
     )
 
 
@@ -88,29 +122,23 @@ class PrivacyService(privacy_service_pb2_grpc.PrivacyServiceServicer):
     def __init__(
         self,
         db: Database,
-        notifier: Notifier,
         tokens: TokenCodec,
         settings: Settings,
         *,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
-        self._db = db
-        self._notifier = notifier
-        self._tokens = tokens
-        self._settings = settings
-        self._clock = clock
-        self._subject_secret = hmac.new(
-            settings.cursor_secret.get_secret_value().encode(), b"subject-ref", hashlib.sha256
-        ).digest()
-
-    def _context(self, kind: str, subject: Subject, request_id: str) -> RequestContext:
-        caller = current_caller()
-        return RequestContext(
-            tenant_id=caller.tenant_id,
-            actor=f"apikey:{caller.key_id}",
-            request_id=request_id or f"generated-{uuid.uuid4()}",
-            kind=kind,
-            subject_ref=privacy.subject_ref(self._subject_secret, caller.tenant_id, subject),
+        self._rights = PrivacyRights(
+            db,
+            subject_secret=subject_secret(settings.cursor_secret.get_secret_value().encode()),
+            retention_years=settings.retention_years,
+            anonymise_after=dt.timedelta(days=settings.account_anonymise_days),
+            clock=clock,
+        )
+        self._pages = PageTokens(
+            tokens,
+            "privacy-requests",
+            lambda p: {"t": p.created_at.isoformat(), "r": p.request_id},
+            lambda d: RequestPosition(aware_time(d["t"]), short_text(d["r"])),
         )
 
     async def ExportPersonalData(
@@ -120,24 +148,10 @@ class PrivacyService(privacy_service_pb2_grpc.PrivacyServiceServicer):
     ) -> AsyncIterator[privacy_service_pb2.ExportPersonalDataResponse]:
         check_lengths(request, request_id=64)
         subject = _subject(request.subject)
-        ctx = self._context("EXPORT", subject, request.request_id)
-        records: list[tuple[str, dict[str, Any]]] = []
-
-        async def work(session: Any) -> Outcome:
-            records.clear()
-            async for record in privacy.export_records(
-                session, ctx.tenant_id, subject, ctx.subject_ref
-            ):
-                records.append(record)
-            facts = {"records": str(len(records) - 1)}
-            return Outcome(b"", facts)
-
-        # The export is read, recorded and audited in one transaction; a repeated request id
-        # exports the data as it is now (an export changes nothing).
-        await privacy.run_request(self._db, ctx, work, self._clock(), replay=False)
-        for index, (record_type, record) in enumerate(records):
+        records = await self._rights.export(_requester(), subject, request.request_id)
+        for index, record in enumerate(records):
             yield privacy_service_pb2.ExportPersonalDataResponse(
-                index=index, record_type=record_type, json=orjson.dumps(record)
+                index=index, record_type=record.record_type, json=orjson.dumps(record.data)
             )
 
     async def CorrectPersonalData(
@@ -149,48 +163,33 @@ class PrivacyService(privacy_service_pb2_grpc.PrivacyServiceServicer):
         check_lengths(request, reason=500)
         subject = _subject(request.subject)
         if not request.corrections:
-            raise invalid_argument("corrections", "at least one correction is required")
+            raise InvalidField("corrections", "at least one correction is required")
         corrections: dict[str, str] = {}
         for index, item in enumerate(request.corrections):
             if len(item.value) > 300 or not item.value.strip():
-                raise invalid_argument(
+                raise InvalidField(
                     f"corrections[{index}].value", "value must be 1 to 300 characters"
                 )
             corrections[item.field] = item.value
-        ctx = self._context("CORRECT", subject, request.request_id)
-        now = self._clock()
-
-        async def work(session: Any) -> Outcome:
-            result = await privacy.correct(
-                session,
-                ctx.tenant_id,
-                subject,
-                ctx.subject_ref,
-                corrections,
-                note=request.reason,
-                request_id=ctx.request_id,
-                now=now,
-            )
-            response = privacy_service_pb2.CorrectPersonalDataResponse(
-                corrected_fields=result.corrected_fields,
-                annotations=[
-                    privacy_service_pb2.InvoiceAnnotation(
-                        invoice_id=str(a.invoice_id),
-                        invoice_state=a.state,
-                        fbr_accepted=a.fbr_accepted,
-                    )
-                    for a in result.annotations
-                ],
-                legal_route=result.legal_route,
-            )
-            facts = {
-                "fields": ",".join(sorted(corrections)),
-                "annotated_invoices": str(len(result.annotations)),
-            }
-            return Outcome(response.SerializeToString(), facts)
-
-        raw = await privacy.run_request(self._db, ctx, work, now)
-        return privacy_service_pb2.CorrectPersonalDataResponse.FromString(raw)
+        result = await self._rights.correct(
+            _requester(),
+            subject,
+            corrections,
+            note=request.reason,
+            request_id=request.request_id,
+        )
+        return privacy_service_pb2.CorrectPersonalDataResponse(
+            corrected_fields=result.corrected_fields,
+            annotations=[
+                privacy_service_pb2.InvoiceAnnotation(
+                    invoice_id=str(a.invoice_id),
+                    invoice_state=a.state,
+                    fbr_accepted=a.fbr_accepted,
+                )
+                for a in result.annotations
+            ],
+            legal_route=result.legal_route,
+        )
 
     async def ErasePersonalData(
         self,
@@ -200,72 +199,27 @@ class PrivacyService(privacy_service_pb2_grpc.PrivacyServiceServicer):
         _require_request_id(request.request_id)
         check_lengths(request, reason=500)
         subject = _subject(request.subject)
-        ctx = self._context(
-            "ERASE" if request.force else "ERASE_DRY_RUN", subject, request.request_id
+        report = await self._rights.erase(
+            _requester(), subject, force=request.force, request_id=request.request_id
         )
-        now = self._clock()
-
-        async def work(session: Any) -> Outcome:
-            verdicts = await privacy.erase(
-                session,
-                ctx.tenant_id,
-                subject,
-                ctx.subject_ref,
-                force=request.force,
-                retention_years=self._settings.retention_years,
-                request_id=ctx.request_id,
-                now=now,
-            )
-            response = privacy_service_pb2.ErasePersonalDataResponse(
-                dry_run=not request.force,
-                items=[
-                    privacy_service_pb2.ErasureItem(
-                        resource=v.resource,
-                        action=ERASURE_ACTIONS[v.action],
-                        fields=list(v.fields),
-                        retained_until=timestamp(v.retained_until),
-                        retention_reason=v.retention_reason,
-                    )
-                    for v in verdicts
-                ],
-            )
-            facts: dict[str, str] = {}
-            for verdict in verdicts:
-                key = verdict.action.lower()
-                facts[key] = str(int(facts.get(key, "0")) + 1)
-            return Outcome(response.SerializeToString(), facts)
-
-        raw = await privacy.run_request(self._db, ctx, work, now)
-        return privacy_service_pb2.ErasePersonalDataResponse.FromString(raw)
+        return erasure_to_proto(report)
 
     async def _consent(self, request: Any, *, granted: bool) -> privacy_service_pb2.ConsentEvent:
         _require_request_id(request.request_id)
         check_lengths(request, source=64)
         if request.purpose not in PURPOSE_NAMES:
-            raise invalid_argument("purpose", "purpose is required")
+            raise InvalidField("purpose", "purpose is required")
         if not request.source:
-            raise invalid_argument("source", "source is required")
-        account_id = _account_id(request.account_id)
-        kind = "RECORD_CONSENT" if granted else "WITHDRAW_CONSENT"
-        ctx = self._context(kind, Subject(account_id=account_id), request.request_id)
-        now = self._clock()
-
-        async def work(session: Any) -> Outcome:
-            event = await privacy.record_consent(
-                session,
-                ctx.tenant_id,
-                account_id,
-                purpose=PURPOSE_NAMES[request.purpose],
-                granted=granted,
-                source=request.source,
-                request_id=ctx.request_id,
-                now=now,
-            )
-            proto = _consent_to_proto(event)
-            return Outcome(proto.SerializeToString(), {"purpose": event.purpose})
-
-        raw = await privacy.run_request(self._db, ctx, work, now)
-        return privacy_service_pb2.ConsentEvent.FromString(raw)
+            raise InvalidField("source", "source is required")
+        record = await self._rights.record_consent(
+            _requester(),
+            _account_id(request.account_id),
+            purpose=PURPOSE_NAMES[request.purpose],
+            granted=granted,
+            source=request.source,
+            request_id=request.request_id,
+        )
+        return consent_to_proto(record)
 
     async def RecordConsent(
         self,
@@ -290,14 +244,10 @@ class PrivacyService(privacy_service_pb2_grpc.PrivacyServiceServicer):
         request: privacy_service_pb2.ListConsentsRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> privacy_service_pb2.ListConsentsResponse:
-        account_id = _account_id(request.account_id)
-        ctx = self._context("LIST_CONSENTS", Subject(account_id=account_id), "")
-        async with self._db.read("privacy.consents") as session:
-            current, history = await privacy.consent_history(session, ctx.tenant_id, account_id)
-        await privacy.audit_read(self._db, ctx, self._clock())
+        history = await self._rights.consents(_requester(), _account_id(request.account_id))
         return privacy_service_pb2.ListConsentsResponse(
-            current=[_consent_to_proto(e) for e in current],
-            history=[_consent_to_proto(e) for e in history],
+            current=[consent_to_proto(e) for e in history.current],
+            history=[consent_to_proto(e) for e in history.history],
         )
 
     async def CloseAccount(
@@ -307,73 +257,30 @@ class PrivacyService(privacy_service_pb2_grpc.PrivacyServiceServicer):
     ) -> privacy_service_pb2.CloseAccountResponse:
         _require_request_id(request.request_id)
         check_lengths(request, reason=500)
-        account_id = _account_id(request.account_id)
-        ctx = self._context("CLOSE_ACCOUNT", Subject(account_id=account_id), request.request_id)
-        now = self._clock()
-        delay = dt.timedelta(days=self._settings.account_anonymise_days)
-
-        async def work(session: Any) -> Outcome:
-            account = await privacy.close_account(
-                session, ctx.tenant_id, account_id, anonymise_after=delay, now=now
-            )
-            response = privacy_service_pb2.CloseAccountResponse(
-                close_time=timestamp(account.closed_at),
-                anonymise_by_time=timestamp(account.anonymise_due_at),
-            )
-            return Outcome(response.SerializeToString(), {"anonymise_after_days": str(delay.days)})
-
-        raw = await privacy.run_request(self._db, ctx, work, now)
-        return privacy_service_pb2.CloseAccountResponse.FromString(raw)
+        closure = await self._rights.close_account(
+            _requester(), _account_id(request.account_id), request_id=request.request_id
+        )
+        return privacy_service_pb2.CloseAccountResponse(
+            close_time=timestamp(closure.closed_at),
+            anonymise_by_time=timestamp(closure.anonymise_by),
+        )
 
     async def ListPrivacyRequests(
         self,
         request: privacy_service_pb2.ListPrivacyRequestsRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> privacy_service_pb2.ListPrivacyRequestsResponse:
-        caller = current_caller()
+        who = _requester()
         size = page_size(request.page_size, default=50, maximum=500)
-        before = None
-        if request.page_token:
-            try:
-                token = self._tokens.decode(
-                    "privacy-requests", caller.tenant_id, request.page_token
-                )
-                before = (dt.datetime.fromisoformat(token["t"]), str(token["r"]))
-            except (TokenError, KeyError, ValueError):
-                raise invalid_argument(
-                    "page_token", "page_token is invalid", "PAGE_TOKEN_INVALID"
-                ) from None
-        async with self._db.read("privacy.requests") as session:
-            rows = list(
-                await privacy.list_requests(
-                    session, caller.tenant_id, before=before, limit=size + 1
-                )
-            )
-        await privacy.audit_read(
-            self._db,
-            RequestContext(caller.tenant_id, f"apikey:{caller.key_id}", "", "LIST_REQUESTS", "-"),
-            self._clock(),
+        before = self._pages.position(who.tenant_id, request)
+        rows = list(await self._rights.requests(who, before=before, limit=size + 1))
+        rows, next_token = self._pages.page(
+            who.tenant_id,
+            request,
+            rows,
+            size,
+            lambda row: RequestPosition(row.created_at, row.request_id),
         )
-        next_token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            next_token = self._tokens.encode(
-                "privacy-requests",
-                caller.tenant_id,
-                {"t": rows[-1].created_at.isoformat(), "r": rows[-1].request_id},
-            )
         return privacy_service_pb2.ListPrivacyRequestsResponse(
-            requests=[
-                privacy_service_pb2.PrivacyRequest(
-                    request_id=r.request_id,
-                    kind=KIND_VALUES.get(r.kind, 0),  # type: ignore[arg-type]
-                    status=r.status,
-                    subject_ref=r.subject_ref,
-                    outcome={str(k): str(v) for k, v in r.outcome.items()},
-                    create_time=timestamp(r.created_at),
-                    actor=r.actor,
-                )
-                for r in rows
-            ],
-            next_page_token=next_token,
+            requests=[request_to_proto(r) for r in rows], next_page_token=next_token
         )

@@ -1,4 +1,4 @@
-"""The audit trail: append-only events, hash-chained per tenant, and their verification.
+"""The audit trail: append-only events, hash-chained per tenant.
 
 Each tenant's events are numbered 1, 2, 3... and each event's hash is
 ``SHA-256(previous hash | canonical JSON of the event's content)``. Appends lock the tenant's
@@ -7,7 +7,8 @@ the chain follow commit order even with several writers, and deleting the newest
 detected too. Events carry ids, codes and counts only: never personal data.
 
 Events with no tenant (a call with an unknown API key) go to the chain of
-:data:`SYSTEM_TENANT`.
+:data:`SYSTEM_TENANT`. Verification lives in :mod:`server.audit.verify`, reading in
+:mod:`server.audit.queries`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, cast
 
 import orjson
@@ -29,13 +29,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.bulk import insert_rows
 from server.db.engine import Database
-from server.db.models import ApiKey
 from server.db.notify import Notifier, publish
 from server.db.privacy_models import AuditChainHead, AuditEvent
 
 SYSTEM_TENANT = uuid.UUID(int=0)
 GENESIS_HASH = "0" * 64
-_VERIFY_PAGE = 1000
 # What an event's hash covers besides the previous hash and the tenant (not the sequence).
 _CONTENT_COLUMNS = (
     "event_time",
@@ -74,26 +72,6 @@ class NewAuditEvent:
     details: Mapping[str, str] = field(default_factory=dict)
 
 
-class ChainProblem(StrEnum):
-    """What :func:`verify_chain` found at the first bad event."""
-
-    EVENT_EDITED = "EVENT_EDITED"
-    EVENT_MISSING = "EVENT_MISSING"
-    EVENT_OUT_OF_ORDER = "EVENT_OUT_OF_ORDER"
-
-
-@dataclass(frozen=True)
-class ChainVerdict:
-    """The result of verifying one tenant's chain."""
-
-    intact: bool
-    checked_count: int
-    head_hash: str
-    first_bad_seq: int = 0
-    problem: ChainProblem | None = None
-    message: str = ""
-
-
 def audit_topic(tenant_id: uuid.UUID) -> str:
     """The notifier topic that wakes a tenant's audit stream followers."""
     return f"audit:{tenant_id}"
@@ -121,7 +99,8 @@ def _chain_hash(prev_hash: str, document: Mapping[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode() + b"|" + body).hexdigest()
 
 
-def _content(row: AuditEvent | dict[str, Any]) -> dict[str, Any]:
+def event_content(row: AuditEvent | dict[str, Any]) -> dict[str, Any]:
+    """What an event's hash covers besides the previous hash and the tenant."""
     values: dict[str, Any] = (
         row if isinstance(row, dict) else {c: getattr(row, c) for c in _CONTENT_COLUMNS}
     )
@@ -190,7 +169,7 @@ async def append_audit_events(
                 "trace_id": (event.trace_id or trace_id)[:32],
                 "details": {str(k): str(v) for k, v in event.details.items()},
             }
-            # What event_hash(prev, tenant_id, _content(row)) hashes, built without the
+            # What event_hash(prev, tenant_id, event_content(row)) hashes, built without the
             # round trip through the row: the tenant and the time are the same for the batch.
             hashed = _chain_hash(
                 prev, {"tenant_id": tenant_text, "event_time": event_time, **content}
@@ -242,131 +221,3 @@ async def record_audit(
     if notifier is not None:
         for tenant_id in {e.tenant_id for e in events}:
             notifier.notify(audit_topic(tenant_id))
-
-
-async def read_audit_events(
-    session: AsyncSession,
-    tenant_id: uuid.UUID,
-    after_seq: int,
-    limit: int,
-    filters: Sequence[Any] = (),
-) -> list[AuditEvent]:
-    """A tenant's events numbered above ``after_seq``, oldest first."""
-    rows = await session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.tenant_id == tenant_id, AuditEvent.seq > after_seq, *filters)
-        .order_by(AuditEvent.seq)
-        .limit(limit)
-    )
-    return list(rows)
-
-
-async def verify_chain(db: Database, tenant_id: uuid.UUID) -> ChainVerdict:
-    """Recompute a tenant's chain and report the first event where it breaks."""
-    expected, prev = 1, GENESIS_HASH
-    async with db.read("audit.verify") as session:
-        while True:
-            rows = await read_audit_events(session, tenant_id, expected - 1, _VERIFY_PAGE)
-            for row in rows:
-                if row.seq != expected:
-                    return _broken(
-                        expected, ChainProblem.EVENT_MISSING, f"event {expected} is missing"
-                    )
-                if event_hash(row.prev_hash, tenant_id, _content(row)) != row.hash:
-                    return _broken(
-                        expected,
-                        ChainProblem.EVENT_EDITED,
-                        f"event {expected} no longer matches its hash: it was edited",
-                    )
-                if row.prev_hash != prev:
-                    return _broken(
-                        expected,
-                        ChainProblem.EVENT_OUT_OF_ORDER,
-                        f"event {expected} does not follow event {expected - 1}: events were "
-                        "reordered, or one before it was removed",
-                    )
-                prev = row.hash
-                expected += 1
-            if len(rows) < _VERIFY_PAGE:
-                break
-        head = await session.get(AuditChainHead, tenant_id)
-    last = expected - 1
-    if head is not None and head.last_seq > last:
-        return _broken(
-            expected,
-            ChainProblem.EVENT_MISSING,
-            f"events {expected} to {head.last_seq} are missing from the end of the chain",
-        )
-    if head is not None and head.last_hash != prev:
-        return _broken(
-            last,
-            ChainProblem.EVENT_EDITED,
-            f"event {last} does not match the recorded chain head: it was edited",
-        )
-    return ChainVerdict(intact=True, checked_count=last, head_hash=prev)
-
-
-def _broken(seq: int, problem: ChainProblem, message: str) -> ChainVerdict:
-    return ChainVerdict(
-        intact=False,
-        checked_count=seq - 1,
-        head_hash="",
-        first_bad_seq=seq,
-        problem=problem,
-        message=message,
-    )
-
-
-class AccessAuditor:
-    """Audits refused calls: missing or invalid API keys, and roles without the right.
-
-    A refused call with a key id that exists goes to that key's tenant; anything else goes
-    to the :data:`SYSTEM_TENANT` chain. The presented secret is never recorded.
-    """
-
-    def __init__(self, db: Database, notifier: Notifier | None = None) -> None:
-        self._db = db
-        self._notifier = notifier
-
-    async def unauthenticated(self, method: str, key_id: str | None) -> None:
-        """Record a call refused for lack of a valid key."""
-        tenant_id, reason = SYSTEM_TENANT, "NO_KEY" if key_id is None else "UNKNOWN_KEY"
-        if key_id is not None:
-            async with self._db.read("apikey.lookup") as session:
-                key = await session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
-            if key is not None:
-                tenant_id = key.tenant_id
-                reason = "REVOKED_KEY" if key.revoked_at is not None else "WRONG_SECRET"
-        await record_audit(
-            self._db,
-            [
-                NewAuditEvent(
-                    tenant_id=tenant_id,
-                    actor=f"apikey:{key_id}" if key_id else "anonymous",
-                    action="auth.failed",
-                    resource=f"rpc{method}",
-                    outcome="UNAUTHENTICATED",
-                    details={"reason": reason},
-                )
-            ],
-            self._notifier,
-        )
-
-    async def permission_denied(
-        self, method: str, tenant_id: uuid.UUID, key_id: str, role: str
-    ) -> None:
-        """Record a call refused because the key's role may not call the method."""
-        await record_audit(
-            self._db,
-            [
-                NewAuditEvent(
-                    tenant_id=tenant_id,
-                    actor=f"apikey:{key_id}",
-                    action="auth.denied",
-                    resource=f"rpc{method}",
-                    outcome="PERMISSION_DENIED",
-                    details={"role": role},
-                )
-            ],
-            self._notifier,
-        )

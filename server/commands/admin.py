@@ -68,7 +68,7 @@ def _actor(tenant_id: uuid.UUID) -> Any:
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from server.access import accounts
-    from server.api.tls import configure_secrets
+    from server.db.encryption import configure_secrets
 
     configure_secrets(settings)
     db = Database(settings.database_url)

@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import String, TypeDecorator
 from sqlalchemy.engine import Dialect
 
-from server.settings import get_settings
+from server.settings import Settings, get_settings
 
 PREFIX = "fernet:"
 
@@ -40,6 +40,11 @@ def configure_token_keys(keys: Sequence[str]) -> None:
     """Set the process's keys (newest first)."""
     global _cipher
     _cipher = MultiFernet([Fernet(k) for k in keys])
+
+
+def configure_secrets(settings: Settings) -> None:
+    """Install the keys of ``FBRHUB_FBR_TOKEN_KEYS`` (call once at start-up)."""
+    configure_token_keys(parse_keys(settings.fbr_token_keys.get_secret_value()))
 
 
 def token_cipher() -> MultiFernet:

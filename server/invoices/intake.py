@@ -29,12 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clients.fbr.payload import NormalisedInvoice
 from server.access.tenants import TenantProfile
-from server.api.errors import FieldProblem
 from server.audit.trail import append_audit_events, audit_topic, invoice_event
 from server.db.bulk import copy_rows
 from server.db.engine import Database
 from server.db.models import Invoice, InvoiceState
 from server.db.notify import Notifier, publish
+from server.errors import FieldProblem
 from server.invoices.reference_data import ReferenceStore
 from server.invoices.validation import (
     MAX_REFERENCE_LENGTH,

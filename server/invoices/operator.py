@@ -26,29 +26,14 @@ from server.audit.trail import append_audit_events, invoice_event
 from server.db.engine import Database
 from server.db.models import DeliveryAttempt, Invoice, InvoiceState
 from server.db.notify import Notifier, publish
+from server.errors import InvalidField, InvoiceStateConflict, NotFound
 from server.invoices.intake import INVOICES_TOPIC, Ingestor, content_sha256
 from server.invoices.results import NewResult, ResultKind, append_results, results_topic
-from server.invoices.validation import Rejection
 
 FBR_NUMBER = re.compile(r"^(\d{7}|\d{13})DI\d{13}$")
 MAX_NOTE = 200
-
-
-class InvoiceNotFound(LookupError):
-    """No such invoice for this tenant (indistinguishable from another tenant's)."""
-
-
-class WrongState(Exception):
-    """The invoice is not in the state the decision applies to."""
-
-    def __init__(self, expected: InvoiceState, actual: str) -> None:
-        super().__init__(f"the invoice is {actual}, not {expected.value}")
-        self.expected = expected
-        self.actual = actual
-
-
-class BadFbrNumber(ValueError):
-    """The FBR number given by an operator is not one FBR could have issued for this seller."""
+# The request field that carries the number an operator read in FBR's records.
+NUMBER_FIELD = "mark_issued.fbr_invoice_number"
 
 
 @dataclass(frozen=True)
@@ -85,11 +70,13 @@ class Operator:
             if tenant.channel == "pos":
                 # POS fiscal numbers have no documented format: store as returned (§2.4).
                 if not fbr_invoice_number.strip() or len(fbr_invoice_number) > 40:
-                    raise BadFbrNumber("a POS fiscal number is 1 to 40 characters")
+                    raise InvalidField(NUMBER_FIELD, "a POS fiscal number is 1 to 40 characters")
             elif not FBR_NUMBER.match(fbr_invoice_number) or not fbr_invoice_number.startswith(
                 tenant.seller_ntn_cnic + "DI"
             ):
-                raise BadFbrNumber("an FBR DI number is the seller's NTN/CNIC, 'DI' and 13 digits")
+                raise InvalidField(
+                    NUMBER_FIELD, "an FBR DI number is the seller's NTN/CNIC, 'DI' and 13 digits"
+                )
             decision = Decision(
                 InvoiceState.ACCEPTED,
                 ResultKind.RESOLVED_ISSUED,
@@ -119,13 +106,22 @@ class Operator:
         corrected: NormalisedInvoice | None,
         note: str = "",
         actor: str = "system:operator",
-    ) -> Rejection | None:
-        """Queue a REJECTED_FBR invoice again; returns the rejection if the correction is bad."""
+    ) -> None:
+        """Queue a REJECTED_FBR invoice again, optionally replaced by a corrected invoice.
+
+        Raises:
+            NotFound: no such invoice for the tenant.
+            InvalidField: the correction changes the invoice's ERP reference.
+            InvalidInvoice: the correction breaks validation rules (paths under
+                ``corrected_invoice``).
+            InvoiceStateConflict: the invoice is not (or no longer) REJECTED_FBR.
+        """
         values: dict[str, Any] = {"error": None, "item_statuses": None}
         if corrected is not None:
+            await self._check_same_reference(tenant, invoice_id, corrected)
             rejection = await self._ingestor.validate_one(tenant, corrected)
             if rejection is not None:
-                return rejection
+                raise rejection.as_error().within("corrected_invoice")
             submitted = {k: v for k, v in corrected.items() if k != "erp_reference"}
             values.update(
                 payload=self._ingestor.validator.stored_payload(tenant, corrected),
@@ -140,7 +136,23 @@ class Operator:
             {},
         )
         await self._apply(tenant, invoice_id, InvoiceState.REJECTED_FBR, decision, note, actor)
-        return None
+
+    async def _check_same_reference(
+        self, tenant: TenantProfile, invoice_id: uuid.UUID, corrected: NormalisedInvoice
+    ) -> None:
+        async with self._db.read("invoice.reference") as session:
+            reference = await session.scalar(
+                select(Invoice.erp_reference).where(
+                    Invoice.id == invoice_id, Invoice.tenant_id == tenant.id
+                )
+            )
+        if reference is None:
+            raise NotFound("invoice")
+        if corrected.get("erp_reference") != reference:
+            raise InvalidField(
+                "corrected_invoice.erp_reference",
+                "the correction must keep the invoice's ERP reference",
+            )
 
     async def _apply(
         self,
@@ -161,9 +173,9 @@ class Operator:
                 )
             ).one_or_none()
             if row is None:
-                raise InvoiceNotFound("invoice not found")
+                raise NotFound("invoice")
             if row.state != expected.value:
-                raise WrongState(expected, row.state)
+                raise InvoiceStateConflict(expected.value, row.state)
             number = row.attempt_count + 1
             changed = await session.execute(
                 update(Invoice)
@@ -180,7 +192,7 @@ class Operator:
                 .execution_options(synchronize_session=False)
             )
             if changed.rowcount != 1:  # type: ignore[attr-defined]
-                raise WrongState(expected, "changed meanwhile")
+                raise InvoiceStateConflict(expected.value, "changed meanwhile")
             await session.execute(
                 insert(DeliveryAttempt).values(
                     tenant_id=tenant.id,

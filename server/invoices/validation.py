@@ -22,9 +22,9 @@ from clients.fbr.pos.payload import with_totals
 from clients.fbr.pos.rules import PosValidationContext, validate_pos_invoice
 from clients.fbr.rules import ValidationContext, Violation, validate_invoice
 from server.access.tenants import TenantProfile
-from server.api.errors import FieldProblem
 from server.db.engine import Database
 from server.db.models import Invoice, InvoiceState
+from server.errors import FieldProblem, InvalidInvoice
 from server.invoices.reference_data import ReferenceStore
 
 PAKISTAN_TIME = dt.timezone(dt.timedelta(hours=5), "PKT")
@@ -50,6 +50,10 @@ class Rejection:
     reason: str
     message: str
     problems: tuple[FieldProblem, ...]
+
+    def as_error(self) -> InvalidInvoice:
+        """The rejection raised as an error (for calls that validate one invoice)."""
+        return InvalidInvoice(self.message, self.problems)
 
     def to_json(self) -> dict[str, Any]:
         """The form stored in ``invoices.error``."""

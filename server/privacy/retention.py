@@ -18,7 +18,7 @@ from server.audit.trail import NewAuditEvent, append_audit_events
 from server.db.engine import Database
 from server.db.models import DeliveryAttempt, Invoice, InvoiceState, ResultEvent
 from server.db.privacy_models import Account, AccountStatus, InvoiceAnnotation, RetentionHold
-from server.privacy.rights import anonymise_account
+from server.privacy.erasure import anonymise_account
 
 logger = logging.getLogger(__name__)
 

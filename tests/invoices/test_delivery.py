@@ -353,7 +353,7 @@ async def test_every_state_change_is_in_the_audit_trail(
     tenant: Tenant,
     db: Database,
 ) -> None:
-    from server.audit.trail import verify_chain
+    from server.audit.verify import verify_chain
     from server.db.privacy_models import AuditEvent
 
     simulator.script(Fault.GATEWAY_5XX)

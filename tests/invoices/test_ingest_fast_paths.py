@@ -18,7 +18,9 @@ from clients.fbr.rules import ValidationContext, validate_invoice
 from server.access.tenants import TenantProfile, load_tenant
 from server.api.convert.invoices import ack_to_proto
 from server.api.errors import FieldProblem
-from server.audit.trail import _content, event_hash, read_audit_events, verify_chain
+from server.audit.queries import read_audit_events
+from server.audit.trail import event_content, event_hash
+from server.audit.verify import verify_chain
 from server.db.engine import Database
 from server.db.models import Invoice
 from server.db.notify import Notifier
@@ -136,7 +138,7 @@ async def test_stored_invoices_and_their_audit_chain_read_back_as_written(
     assert stored["BAD-1"].error["violations"][0]["path"] == "items[0].hs_code"
     assert [e.resource for e in events] == [f"invoices/{a.invoice_id}" for a in acks]
     for event in events:
-        assert event.hash == event_hash(event.prev_hash, tenant.id, _content(event))
+        assert event.hash == event_hash(event.prev_hash, tenant.id, event_content(event))
     assert (await verify_chain(db, tenant.id)).intact
 
 

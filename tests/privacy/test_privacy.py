@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from fbrhub.v1 import admin_service_pb2, admin_service_pb2_grpc, privacy_service_pb2_grpc
 from fbrhub.v1 import privacy_service_pb2 as pb
-from server.audit.trail import verify_chain
+from server.audit.verify import verify_chain
 from server.db.engine import Database
 from server.db.models import Invoice, InvoiceState
 from server.db.privacy_models import Account, AccountStatus, SupportMessage

@@ -12,8 +12,9 @@ from google.rpc import status_pb2
 from clients.fbr import payload
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2
 from server.api.convert.pos import pos_from_domain, pos_to_domain
-from server.api.errors import FieldProblem, build_status
+from server.api.errors import build_status
 from server.db.models import DeliveryAttempt, Invoice, ResultEvent
+from server.errors import FieldProblem
 from server.invoices.intake import Ack
 from server.invoices.validation import Rejection
 
