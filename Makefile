@@ -2,7 +2,8 @@
 #
 #   make demo      set up .venv if needed, then run the end-to-end demo (DEMO_ARGS=...)
 #   make test      set up .venv if needed, then run the test suite (PYTEST_ARGS=...)
-#   make lint      ruff check + ruff format --check + mypy + buf lint/format + generated-code check
+#   make lint      ruff check + ruff format --check + mypy + import contracts + buf lint/format
+#                  + generated-code check
 #   make gen       regenerate fbrhub/ from proto/
 #
 # The PostgreSQL suite runs only when FBRHUB_TEST_POSTGRES_URL is set
@@ -24,7 +25,7 @@ BENCH_ARGS ?=
 # Ref for `make buf-breaking`; any buf input works, e.g. '.git#branch=main' or a .binpb image.
 BUF_AGAINST ?= .git\#branch=main
 
-.PHONY: help venv node demo test lint ruff ruff-check ruff-format-check mypy fmt gen check-gen \
+.PHONY: help venv node demo test lint ruff ruff-check ruff-format-check mypy imports fmt gen check-gen \
 	buf-lint buf-format buf-build buf-breaking bench clean distclean
 
 help:
@@ -69,7 +70,7 @@ bench: $(VENV_STAMP)
 # ---------------------------------------------------------------------------------------------
 # Lint and code generation (run `make -k lint` to see every failing check, not just the first)
 
-lint: ruff-check ruff-format-check mypy buf-lint buf-format check-gen
+lint: ruff-check ruff-format-check mypy imports buf-lint buf-format check-gen
 
 ruff: ruff-check ruff-format-check
 
@@ -78,6 +79,10 @@ ruff-check: $(VENV_STAMP)
 
 ruff-format-check: $(VENV_STAMP)
 	$(PY) -m ruff format --check .
+
+# Architecture contracts from [tool.importlinter] in pyproject.toml.
+imports: $(VENV_STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 
 # Packages to check come from [tool.mypy] in pyproject.toml.
 mypy: $(VENV_STAMP)
