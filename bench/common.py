@@ -1,13 +1,9 @@
-"""Shared pieces of the benchmarks: databases, tenants, workload file, child processes, tables."""
+"""Shared pieces of the benchmarks: databases, tenants, workload file, the simulator, tables."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pickle
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,8 +16,9 @@ from fbrhub.v1 import invoice_service_pb2
 from server.access.api_keys import create_api_key, create_tenant
 from server.db.engine import Database
 from server.db.migrate import upgrade
-from tests.reliability.processes import HOST, REPO_ROOT, free_port
+from server.processes import ChildProcess, spawn_simulator
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get(
     "FBRHUB_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
 )
@@ -151,68 +148,11 @@ def _field1(message: bytes) -> bytes:
     return b"\x0a" + bytes(varint) + message
 
 
-@dataclass
-class Child:
-    """A helper process of a benchmark (simulator, naive server, client)."""
-
-    process: subprocess.Popen[bytes]
-
-    @classmethod
-    def start(cls, args: Sequence[str], log: Path, env: dict[str, str] | None = None) -> Child:
-        """Start ``python <args>`` from the repository root, output to ``log``."""
-        with log.open("ab") as sink:
-            process = subprocess.Popen(
-                [sys.executable, *args],
-                cwd=REPO_ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return cls(process)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-async def wait_port(port: int, child: Child, timeout: float = 30.0) -> None:
-    """Wait until something accepts connections on ``port``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if child.process.poll() is not None:
-            raise RuntimeError(f"child exited with {child.process.returncode}")
-        try:
-            _, writer = await asyncio.open_connection(HOST, port)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listening on {port} after {timeout} s") from None
-            await asyncio.sleep(0.1)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
-
-
-async def start_simulator(log: Path, latency: float) -> tuple[Child, str]:
-    """The FBR simulator as its own process, answering after ``latency`` seconds."""
-    port = free_port()
-    child = Child.start(
-        [
-            *("-m", "clients.fbr_simulator", "--host", HOST, "--port", str(port)),
-            *("--token", f"{FBR_TOKEN}={SELLER.ntn_cnic}:sandbox", "--latency", str(latency)),
-        ],
-        log,
-    )
-    await wait_port(port, child)
-    return child, f"http://{HOST}:{port}"
+async def start_simulator(log: Path, latency: float) -> ChildProcess:
+    """The FBR simulator as its own process, ready, answering after ``latency`` seconds."""
+    simulator = spawn_simulator(log, [f"{FBR_TOKEN}={SELLER.ntn_cnic}:sandbox"], latency=latency)
+    await simulator.wait_port()
+    return simulator
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -31,9 +31,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bench import fbr_client_bench
-from bench.common import POSTGRES_URL, markdown_table, start_simulator
+from bench.common import POSTGRES_URL, REPO_ROOT, markdown_table, start_simulator
 from bench.report import Section
-from tests.reliability.processes import REPO_ROOT, HubProcess
+from server.processes import spawn_hub
 
 LATENCY = 0.05  # the client-only table's server latency
 # (transport, concurrency, simulator latency in seconds), in the order they run.
@@ -132,25 +132,27 @@ async def hub_run(
 ) -> dict[str, float | int | str]:
     """One forwarding measurement."""
     backlog = reset_backlog(engine)
-    simulator, base_url = await start_simulator(work / "simulator.log", latency)
-    hub = HubProcess.start(
+    simulator = await start_simulator(work / "simulator.log", latency)
+    hub = spawn_hub(
         work / f"hub-forward-{transport}-{concurrency}-{latency}.log",
         {
             "database_url": POSTGRES_URL,
-            "fbr_base_url": base_url,
+            "fbr_base_url": simulator.url,
             "forwarder_concurrency": concurrency,
             "forwarder_claim_batch": max(200, concurrency),
             "fbr_read_timeout_seconds": 30,
+            "log_level": "WARNING",
         },
         module="bench.hub_launcher",
         args=("--transport", transport),
+        cwd=REPO_ROOT,
     )
     try:
         await hub.wait_serving()
         rate, delivered, seconds, cpu = await measure(engine, backlog, window, hub.pid)
     finally:
         await hub.stop(timeout=5)
-        simulator.stop()
+        await simulator.stop(timeout=10)
     counts = states(engine)
     failed = sum(v for k, v in counts.items() if k in {"IN_DOUBT", "REJECTED_FBR"})
     return {

@@ -25,19 +25,18 @@ import psycopg
 from bench.common import (
     BATCH_SIZE,
     POSTGRES_URL,
+    REPO_ROOT,
     BenchTenant,
-    Child,
     load_workload,
     make_tenant,
     markdown_table,
     reset_database,
-    wait_port,
 )
 from bench.report import Section
 from bench.workload import SELLER, stored_row
 from fbrhub.v1 import invoice_pb2
 from server.api.convert.invoices import invoice_to_domain
-from tests.reliability.processes import HubProcess, free_port
+from server.processes import HOST, ChildProcess, child_env, free_port, spawn_hub
 
 COPY_COLUMNS = (
     "id",
@@ -62,7 +61,7 @@ async def run_client(log: Path, *args: str) -> dict[str, Any]:
         *(sys.executable, "-m", "bench.load_client", *args),
         stdout=asyncio.subprocess.PIPE,
         stderr=log.open("ab"),
-        cwd=str(Path(__file__).resolve().parents[1]),
+        cwd=REPO_ROOT,
     )
     out, _ = await process.communicate()
     if process.returncode != 0:
@@ -77,8 +76,9 @@ async def hub_ingest(
     """Fresh database, hub process without forwarder, one streaming client."""
     await asyncio.to_thread(reset_database, url)
     tenant = await make_tenant(url)
-    hub = HubProcess.start(
-        work / "hub-ingest.log", {"database_url": url, "forwarder_enabled": "false"}
+    hub = spawn_hub(
+        work / "hub-ingest.log",
+        {"database_url": url, "forwarder_enabled": "false", "log_level": "WARNING"},
     )
     try:
         await hub.wait_serving()
@@ -138,22 +138,26 @@ async def naive(
 ) -> dict[str, Any]:
     """The naive server on ``url`` and a unary client with ``calls`` in flight."""
     port = free_port()
-    server = Child.start(
+    server = ChildProcess.start(
         [
-            *("-m", "bench.naive_server", "--database-url", url),
+            *(sys.executable, "-m", "bench.naive_server", "--database-url", url),
             *("--tenant-id", str(tenant.id), "--port", str(port)),
         ],
         work / "naive-server.log",
+        child_env(),
+        name="naive server",
+        address=f"{HOST}:{port}",
+        cwd=REPO_ROOT,
     )
     try:
-        await wait_port(port, server)
+        await server.wait_port()
         return await run_client(
             work / "client.log",
-            *("unary", "--address", f"127.0.0.1:{port}", "--concurrency", str(calls)),
+            *("unary", "--address", server.address, "--concurrency", str(calls)),
             *("--workload", str(workload), "--start", str(start), "--count", str(count)),
         )
     finally:
-        server.stop()
+        await server.stop(timeout=10)
 
 
 def _rate(result: dict[str, Any]) -> float:

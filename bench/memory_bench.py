@@ -15,12 +15,12 @@ from pathlib import Path
 from bench.common import POSTGRES_URL, make_tenant, markdown_table, reset_database, start_simulator
 from bench.ingest_bench import run_client
 from bench.report import Section
-from tests.reliability.processes import HubProcess
+from server.processes import ChildProcess, spawn_hub
 
 MB = 2**20
 
 
-async def settled_rss(hub: HubProcess) -> int:
+async def settled_rss(hub: ChildProcess) -> int:
     """RSS once two readings 0.5 s apart agree within 1 MB (at most 5 s)."""
     previous = hub.rss_bytes()
     for _ in range(10):
@@ -47,15 +47,16 @@ async def run(work: Path, workload: Path, scale: float) -> Section:
     steps = [int(s * scale) for s in (20_000, 50_000, 100_000)]
     await asyncio.to_thread(reset_database, POSTGRES_URL)
     tenant = await make_tenant(POSTGRES_URL)
-    simulator, base_url = await start_simulator(work / "simulator-stalled.log", 3600.0)
-    hub = HubProcess.start(
+    simulator = await start_simulator(work / "simulator-stalled.log", 3600.0)
+    hub = spawn_hub(
         work / "hub-memory.log",
         {
             "database_url": POSTGRES_URL,
-            "fbr_base_url": base_url,
+            "fbr_base_url": simulator.url,
             "forwarder_concurrency": 64,
             "fbr_read_timeout_seconds": 7200,
             "forwarder_lease_seconds": 20000,
+            "log_level": "WARNING",
         },
     )
     points: list[tuple[int, int]] = []
@@ -75,7 +76,7 @@ async def run(work: Path, workload: Path, scale: float) -> Section:
             points.append((done, await settled_rss(hub)))
     finally:
         hub.kill()  # SIGTERM would wait an hour for the stalled requests
-        simulator.stop()
+        await simulator.stop(timeout=10)
     intercept, slope = fit(points[1:])
     # A slope at or below zero is noise around a flat line: the largest reading stands.
     at_million = max(intercept + slope * 1_000_000, max(rss for _, rss in points))
