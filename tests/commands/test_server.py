@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -15,6 +12,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from fbrhub.v1 import invoice_service_pb2, invoice_service_pb2_grpc
 from server.app import Hub
+from server.processes import child_env, spawn_hub
 
 
 async def test_health_and_reflection_need_no_key(hub: Hub) -> None:
@@ -48,12 +46,6 @@ async def test_stop_turns_health_to_not_serving_first(hub: Hub) -> None:
         await stopping
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -69,13 +61,11 @@ async def _run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
 
 
 async def test_cli_sets_up_a_tenant_and_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "FBRHUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
-        "FBRHUB_GRPC_LISTEN": f"127.0.0.1:{port}",
-        "FBRHUB_FBR_BASE_URL": "http://127.0.0.1:9",
+    settings = {
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+        "fbr_base_url": "http://127.0.0.1:9",
     }
+    env = child_env(settings)
     code, out, _ = await _run("migrate", env=env)
     assert code == 0, out
     code, tenant_id, err = await _run(
@@ -114,29 +104,19 @@ async def test_cli_sets_up_a_tenant_and_serve_stops_cleanly_on_sigterm(tmp_path:
     )
     assert code == 2 and "7 or 13 digits" in err
 
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server.commands",
-        "serve",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    server = spawn_hub(tmp_path / "hub.log", settings)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await asyncio.wait_for(channel.channel_ready(), timeout=20)
+        await server.wait_serving(timeout=20)
+        async with grpc.aio.insecure_channel(server.address) as channel:
             stub = invoice_service_pb2_grpc.InvoiceServiceStub(channel)
             listed = await stub.ListInvoices(
                 invoice_service_pb2.ListInvoicesRequest(),
                 metadata=(("authorization", f"Bearer {key.strip()}"),),
             )
             assert list(listed.invoices) == []
-        server.send_signal(signal.SIGTERM)
-        _, err_bytes = await asyncio.wait_for(server.communicate(), timeout=20)
+        # SIGTERM, and SIGKILL only if the hub has not stopped within 20 s: then the code is -9.
+        code = await server.stop(timeout=20)
     finally:
-        if server.returncode is None:
-            server.kill()
-            await server.wait()
-    assert server.returncode == 0
-    assert "hub stopped" in err_bytes.decode()
+        server.kill()
+    assert code == 0, server.tail()
+    assert "hub stopped" in server.log.read_text()

@@ -1,8 +1,8 @@
 """What the reliability tests share: an empty PostgreSQL, a tenant, hub settings, DB probes.
 
-The hub under test always runs as a separate process (:class:`HubProcess`), so it can be
-SIGKILLed and its memory read; the FBR simulator runs in the test's own event loop on a real
-port, so the test can stop it, restart it and ask it what it issued.
+The hub under test always runs as a separate process (:func:`server.processes.spawn_hub`), so
+it can be SIGKILLed and its memory read; the FBR simulator runs in the test's own event loop on
+a real port, so the test can stop it, restart it and ask it what it issued.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ FAST_HUB: dict[str, object] = {
     "retry_max_seconds": 0.5,
     "results_poll_seconds": 0.1,
     "shutdown_grace_seconds": 2,
+    "log_level": "WARNING",
 }
 
 

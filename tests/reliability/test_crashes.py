@@ -18,6 +18,7 @@ import pytest
 
 from clients.fbr_simulator import FbrSimulator
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2
+from server.processes import ChildProcess, spawn_hub
 from tests.helpers import proto_invoice
 from tests.reliability.harness import (
     FAST_HUB,
@@ -28,7 +29,6 @@ from tests.reliability.harness import (
     submit,
     until,
 )
-from tests.reliability.processes import HubProcess
 
 pytestmark = pytest.mark.postgres
 
@@ -59,7 +59,7 @@ def probe(postgres_url: str) -> Iterator[Probe]:
 
 
 async def _kill_round(
-    hub: HubProcess,
+    hub: ChildProcess,
     sim: FbrSimulator,
     probe: Probe,
     api_key: str,
@@ -109,11 +109,11 @@ async def test_kill_9_loses_no_acked_invoice_and_never_issues_twice(
     points = []
     try:
         for _ in range(KILLS_PER_SEED):
-            hub = HubProcess.start(tmp_path / "hub.log", settings)
+            hub = spawn_hub(tmp_path / "hub.log", settings)
             await hub.wait_serving()
             points.append(await _kill_round(hub, sim, probe, tenant.api_key, invoices, acks, rng))
         # Restart and resend everything under the same references, to the end.
-        hub = HubProcess.start(tmp_path / "hub.log", settings)
+        hub = spawn_hub(tmp_path / "hub.log", settings)
         try:
             await hub.wait_serving()
             final: list[invoice_service_pb2.InvoiceAck] = []
@@ -164,7 +164,7 @@ async def test_two_hub_processes_share_the_work_and_never_claim_twice(
         "forwarder_claim_batch": 8,
     }
     hubs = [
-        HubProcess.start(tmp_path / f"{name}.log", {**settings, "worker_id": name})
+        spawn_hub(tmp_path / f"{name}.log", {**settings, "worker_id": name})
         for name in ("hub-a", "hub-b")
     ]
     try:
@@ -203,7 +203,7 @@ async def test_hub_memory_stays_bounded_behind_a_slow_fbr(
     tenant = await new_tenant(postgres_url)
     sim = simulator(latency=30.0)  # answers long after the test is over
     await sim.start()
-    hub = HubProcess.start(
+    hub = spawn_hub(
         tmp_path / "hub.log",
         {
             **FAST_HUB,

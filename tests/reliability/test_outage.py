@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from fbrhub.v1 import invoice_service_pb2
+from server.processes import HOST, free_port, spawn_hub
 from tests.helpers import proto_invoice
 from tests.reliability.harness import (
     FAST_HUB,
@@ -27,7 +28,6 @@ from tests.reliability.harness import (
     submit,
     until,
 )
-from tests.reliability.processes import HOST, HubProcess, free_port
 
 pytestmark = pytest.mark.postgres
 
@@ -70,7 +70,7 @@ async def test_fbr_outage_costs_few_attempts_and_delivery_resumes(
     port = free_port()
     fbr = simulator()
     await fbr.start(HOST, port)
-    hub = HubProcess.start(
+    hub = spawn_hub(
         tmp_path / "hub.log",
         {
             **FAST_HUB,
