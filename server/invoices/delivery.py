@@ -42,7 +42,8 @@ from clients.fbr.responses import DeliveryOutcome, OutcomeKind
 from server.access.tenants import TenantProfile
 from server.db.engine import Database
 from server.db.notify import Notifier
-from server.invoices.intake import INVOICES_TOPIC, utcnow
+from server.invoices.clock import utcnow
+from server.invoices.intake import INVOICES_TOPIC
 from server.invoices.outbox import Claimed, Finished, Outbox, RetryPolicy
 from server.invoices.pacing import (
     AdaptiveLimit,

@@ -35,6 +35,7 @@ from server.db.engine import Database
 from server.db.models import Invoice, InvoiceState
 from server.db.notify import Notifier, publish
 from server.errors import FieldProblem
+from server.invoices.clock import utcnow
 from server.invoices.reference_data import ReferenceStore
 from server.invoices.validation import (
     MAX_REFERENCE_LENGTH,
@@ -71,11 +72,6 @@ class Ack:
     invoice_id: uuid.UUID | None = None
     state: InvoiceState | None = None
     rejection: Rejection | None = None
-
-
-def utcnow() -> dt.datetime:
-    """The current time, timezone-aware UTC."""
-    return dt.datetime.now(dt.UTC)
 
 
 def content_sha256(invoice: NormalisedInvoice) -> str:

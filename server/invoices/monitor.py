@@ -1,4 +1,4 @@
-"""Nothing silent: queue health, stuck-work and circuit alerts (DESIGN §2.9, issue 3 §5).
+"""Nothing silent: queue health, stuck-work and circuit alerts.
 
 :func:`queue_health` summarises each tenant's outbox (counts by state, oldest pending
 invoice, invoices pending longer than the stuck threshold). :class:`QueueMonitor` runs it
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db.engine import Database
 from server.db.models import Invoice, InvoiceState, ResultEvent
 from server.db.notify import Notifier
+from server.invoices.clock import utcnow
 from server.invoices.intake import PENDING_STATES
 from server.invoices.pacing import BreakerChange, CircuitState
 from server.invoices.results import NewResult, ResultKind, append_results, results_topic
@@ -157,7 +158,7 @@ async def record_circuit_alert(
         else "FBR answers again: delivery resumed",
         endpoint=change.endpoint,
     )
-    now = dt.datetime.now(dt.UTC)
+    now = utcnow()
     async with db.write("monitor.circuit_alert") as session:
         await append_results(
             session, [NewResult(t, None, ResultKind.ALERT, data) for t in tenant_ids], now
@@ -177,7 +178,7 @@ class QueueMonitor:
         interval_seconds: float,
         stuck_after_seconds: float,
         repeat: int = 10,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self._db = db
         self._notifier = notifier

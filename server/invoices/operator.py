@@ -1,4 +1,4 @@
-"""Operator decisions on invoices the hub cannot settle alone (DESIGN §2.3).
+"""Operator decisions on invoices the hub cannot settle alone.
 
 - An IN_DOUBT invoice is resolved once someone has checked FBR's records: FBR issued a
   number (record it: ACCEPTED) or it did not (release it: QUEUED, sent again).
@@ -12,7 +12,6 @@ the invoice is still in the expected state (a late FBR answer or a second operat
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import uuid
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from server.db.engine import Database
 from server.db.models import DeliveryAttempt, Invoice, InvoiceState
 from server.db.notify import Notifier, publish
 from server.errors import InvalidField, InvoiceStateConflict, NotFound
+from server.invoices.clock import utcnow
 from server.invoices.intake import INVOICES_TOPIC, Ingestor, content_sha256
 from server.invoices.results import NewResult, ResultKind, append_results, results_topic
 
@@ -68,7 +68,7 @@ class Operator:
         """Record FBR's number for an IN_DOUBT invoice, or (number None) release it."""
         if fbr_invoice_number is not None:
             if tenant.channel == "pos":
-                # POS fiscal numbers have no documented format: store as returned (§2.4).
+                # POS fiscal numbers have no documented format: store as returned.
                 if not fbr_invoice_number.strip() or len(fbr_invoice_number) > 40:
                     raise InvalidField(NUMBER_FIELD, "a POS fiscal number is 1 to 40 characters")
             elif not FBR_NUMBER.match(fbr_invoice_number) or not fbr_invoice_number.startswith(
@@ -163,7 +163,7 @@ class Operator:
         note: str,
         actor: str,
     ) -> None:
-        now = dt.datetime.now(dt.UTC)
+        now = utcnow()
         async with self._db.write("operator.decide") as session:
             row = (
                 await session.execute(

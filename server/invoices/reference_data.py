@@ -26,6 +26,7 @@ from clients.fbr.refdata.snapshot import (
 )
 from server.db.engine import Database
 from server.db.models import Invoice, ReferenceSnapshot
+from server.invoices.clock import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +92,7 @@ async def sync_reference_data(db: Database, *, base_url: str, token: str, on: dt
     async with ReferenceDataClient(token=token, base_url=base_url) as client:
         fetched: dict[str, Any] = await client.fetch_snapshot(on=on, hs_codes_for_uom=hs_codes)
     snapshot = merge_snapshots(previous or load_seed(), fetched)
-    row = ReferenceSnapshot(
-        fetched_at=dt.datetime.now(dt.UTC), source=base_url[:200], data=snapshot
-    )
+    row = ReferenceSnapshot(fetched_at=utcnow(), source=base_url[:200], data=snapshot)
     async with db.write("refdata.store") as session:
         session.add(row)
     return row.id

@@ -29,7 +29,7 @@ from server.invoices.reference_data import ReferenceStore
 
 PAKISTAN_TIME = dt.timezone(dt.timedelta(hours=5), "PKT")
 MAX_REFERENCE_LENGTH = 100
-# DESIGN §6 limits: generous for real invoices, tight enough that one invoice cannot make
+# Size limits: generous for real invoices, tight enough that one invoice cannot make
 # the hub (or FBR) chew on megabytes. Decimal strings are far shorter than this anyway.
 MAX_ITEMS = 1000
 MAX_TEXT_LENGTH = 1000
