@@ -42,9 +42,11 @@ from clients.fbr.responses import DeliveryOutcome, OutcomeKind
 from server.access.tenants import TenantProfile
 from server.db.engine import Database
 from server.db.notify import Notifier
+from server.invoices.claims import Claimed
 from server.invoices.clock import utcnow
 from server.invoices.intake import INVOICES_TOPIC
-from server.invoices.outbox import Claimed, Finished, Outbox, RetryPolicy
+from server.invoices.outbox import Outbox
+from server.invoices.outcomes import Finished, RetryPolicy
 from server.invoices.pacing import (
     AdaptiveLimit,
     BreakerChange,
