@@ -72,7 +72,7 @@ def to_proto(invoice: NormalisedInvoice) -> invoice_pb2.Invoice:
 def stored_row(tenant_id: uuid.UUID, invoice: NormalisedInvoice) -> dict[str, Any]:
     """The ``invoices`` row the hub's ingest writes for ``invoice`` (for the COPY baseline).
 
-    Mirrors ``server.invoices.intake.Ingestor._row`` for a valid invoice: the payload is the
+    Mirrors ``server.invoices.storage.invoice_row`` for a valid invoice: the payload is the
     submitted invoice plus the tenant's seller block, the digest is of the submitted part.
     """
     submitted = {k: v for k, v in invoice.items() if k != "erp_reference"}

@@ -1,4 +1,4 @@
-"""Ingest: validate a batch of invoices and store it in one transaction (DESIGN §2.1-2.2).
+"""Ingest: validate a batch of invoices and store it in one transaction.
 
 The caller gets one :class:`Ack` per invoice, in order, and only after the transaction
 holding the batch has committed. An invoice is idempotent on its ERP reference:
@@ -9,6 +9,8 @@ holding the batch has committed. An invoice is idempotent on its ERP reference:
 - known reference, same content: DUPLICATE, with the original's id and current state;
 - known reference, other content: REJECTED (ERP_REFERENCE_REUSED) unless the stored one was
   REJECTED_LOCAL, in which case the correction replaces it.
+
+The rows themselves and the SQL that stores them are in :mod:`server.invoices.storage`.
 """
 
 from __future__ import annotations
@@ -17,31 +19,36 @@ import asyncio
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, cast
 
 import orjson
-from sqlalchemy import String, Table, any_, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clients.fbr.payload import NormalisedInvoice
 from server.access.tenants import TenantProfile
-from server.audit.trail import append_audit_events, audit_topic, invoice_event
-from server.db.bulk import copy_rows
+from server.audit.trail import NewAuditEvent, append_audit_events, audit_topic, invoice_event
 from server.db.engine import Database
 from server.db.models import Invoice, InvoiceState
 from server.db.notify import Notifier, publish
 from server.errors import FieldProblem
 from server.invoices.clock import utcnow
 from server.invoices.reference_data import ReferenceStore
+from server.invoices.storage import (
+    Candidate,
+    StoredInvoice,
+    existing_invoices,
+    insert_new_invoices,
+    invoice_row,
+    replace_rejected,
+)
 from server.invoices.validation import (
     MAX_REFERENCE_LENGTH,
+    BatchContext,
     InvoiceValidator,
     Rejection,
-    channel_of,
     without_reference,
 )
 
@@ -51,7 +58,6 @@ PENDING_STATES = (
     InvoiceState.SENDING.value,
     InvoiceState.RETRY_WAIT.value,
 )
-_REFERENCE_ARRAY = postgresql.ARRAY(String)
 
 
 class AckOutcome(StrEnum):
@@ -77,31 +83,6 @@ class Ack:
 def content_sha256(invoice: NormalisedInvoice) -> str:
     """Fingerprint of what the ERP submitted (the seller block is the tenant's, not theirs)."""
     return hashlib.sha256(orjson.dumps(invoice, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def _parse_date(value: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(value) if len(value) == 10 else None
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class _Stored:
-    id: uuid.UUID
-    content_sha256: str
-    state: str
-
-
-@dataclass
-class _Candidate:
-    index: int
-    reference: str
-    submitted: NormalisedInvoice
-    payload: NormalisedInvoice
-    digest: str
-    rejection: Rejection | None
-    original_id: uuid.UUID | None = None
 
 
 class Ingestor:
@@ -182,7 +163,20 @@ class Ingestor:
         """
         batch = await self.validator.prepare(tenant, invoices)
         acks: dict[int, Ack] = {}
-        candidates: dict[str, _Candidate] = {}
+        candidates = self._candidates(tenant, invoices, batch, acks)
+        if candidates:
+            await self._store_batch(tenant, list(candidates.values()), actor, acks)
+        return _in_order(len(invoices), acks, candidates)
+
+    def _candidates(
+        self,
+        tenant: TenantProfile,
+        invoices: Sequence[NormalisedInvoice],
+        batch: BatchContext,
+        acks: dict[int, Ack],
+    ) -> dict[str, Candidate]:
+        """Validate the batch; returns what to store, by reference, and acks the rest."""
+        candidates: dict[str, Candidate] = {}
         for index, invoice in enumerate(invoices):
             reference = invoice.get("erp_reference", "")
             payload = self.validator.stored_payload(tenant, invoice)
@@ -196,9 +190,9 @@ class Ingestor:
             earlier = candidates.get(reference)
             if earlier is not None:
                 # The same reference twice in one batch: judged against the first.
-                acks[index] = self._repeat(index, reference, digest, earlier.digest, None, None)
+                acks[index] = _ack_for_repeat(index, reference, digest, earlier.digest, None, None)
                 continue
-            candidates[reference] = _Candidate(
+            candidates[reference] = Candidate(
                 index,
                 reference,
                 submitted,
@@ -207,233 +201,155 @@ class Ingestor:
                 rejection,
                 None if rejection else self.validator.original_of(invoice, batch),
             )
+        return candidates
 
-        if candidates:
-            async with self._db.write("ingest.store_batch") as session:
-                stored = await self._store(session, tenant.id, list(candidates.values()))
-                if any(a.outcome is AckOutcome.ACCEPTED for a in stored.values()):
-                    await publish(session, [INVOICES_TOPIC])
-                # Every stored state (new, or a corrected resend) is an audit event; last in
-                # the transaction, since it holds the tenant's chain head until commit.
-                await append_audit_events(
-                    session,
-                    [
-                        invoice_event(
-                            tenant.id,
-                            ack.invoice_id,
-                            "queued" if ack.outcome is AckOutcome.ACCEPTED else "rejected_local",
-                            actor=actor,
-                        )
-                        for ack in stored.values()
-                        if ack.invoice_id is not None
-                        and ack.state in (InvoiceState.QUEUED, InvoiceState.REJECTED_LOCAL)
-                        and ack.outcome is not AckOutcome.DUPLICATE
-                        and (ack.rejection is None or ack.rejection.reason == "INVOICE_INVALID")
-                    ],
-                )
-            self._notifier.notify(audit_topic(tenant.id))
-            acks.update(stored)
-            queued = sum(a.outcome is AckOutcome.ACCEPTED for a in stored.values())
-            if queued:
-                self._notifier.notify(INVOICES_TOPIC)
-                seen = self._pending_seen.get(tenant.id)
-                if seen is not None:  # keep the cached backlog honest until the next count
-                    self._pending_seen[tenant.id] = (seen[0] + queued, seen[1])
-
-        # Repeats within the batch point at the first occurrence's stored id and state.
-        result = []
-        for index in range(len(invoices)):
-            ack = acks[index]
-            if ack.outcome is AckOutcome.DUPLICATE and ack.invoice_id is None:
-                first = acks[candidates[ack.erp_reference].index]
-                ack = Ack(index, ack.erp_reference, ack.outcome, first.invoice_id, first.state)
-            result.append(ack)
-        return result
-
-    def _repeat(
+    async def _store_batch(
         self,
-        index: int,
-        reference: str,
-        digest: str,
-        stored_digest: str,
-        invoice_id: uuid.UUID | None,
-        state: InvoiceState | None,
-    ) -> Ack:
-        if digest == stored_digest:
-            return Ack(index, reference, AckOutcome.DUPLICATE, invoice_id, state)
-        problem = FieldProblem(
-            path="erp_reference",
-            message="This reference was already used for an invoice with different content; "
-            "use a new reference, or a debit note to correct an accepted invoice.",
-        )
-        rejection = Rejection(
-            "ERP_REFERENCE_REUSED", "ERP reference reused with other content", (problem,)
-        )
-        return Ack(index, reference, AckOutcome.REJECTED, invoice_id, state, rejection)
-
-    def _row(self, tenant_id: uuid.UUID, c: _Candidate, now: dt.datetime) -> dict[str, Any]:
-        valid = c.rejection is None
-        pos = channel_of(c.submitted) == "pos"
-        return {
-            "id": uuid.uuid4(),
-            "tenant_id": tenant_id,
-            "erp_reference": c.reference,
-            "content_sha256": c.digest,
-            "channel": "pos" if pos else "di",
-            "state": InvoiceState.QUEUED if valid else InvoiceState.REJECTED_LOCAL,
-            "invoice_type": f"POS {c.submitted.get('invoice_type', '')}"[:16]
-            if pos
-            else c.submitted.get("invoice_type", "")[:16],
-            "invoice_date": _parse_date(
-                c.submitted.get("date_time", "")[:10]
-                if pos
-                else c.submitted.get("invoice_date", "")
-            ),
-            "original_invoice_id": c.original_id,
-            "payload": c.payload,
-            "error": None if valid else c.rejection.to_json(),  # type: ignore[union-attr]
-            "attempt_count": 0,
-            "next_attempt_at": now if valid else None,
-            "created_at": now,
-            "updated_at": now,
-        }
-
-    def _ack_for_new(self, c: _Candidate, invoice_id: uuid.UUID) -> Ack:
-        if c.rejection is None:
-            return Ack(c.index, c.reference, AckOutcome.ACCEPTED, invoice_id, InvoiceState.QUEUED)
-        return Ack(
-            c.index,
-            c.reference,
-            AckOutcome.REJECTED,
-            invoice_id,
-            InvoiceState.REJECTED_LOCAL,
-            c.rejection,
-        )
+        tenant: TenantProfile,
+        candidates: list[Candidate],
+        actor: str,
+        acks: dict[int, Ack],
+    ) -> None:
+        """Store the candidates and their audit events in one transaction; fills ``acks``."""
+        stored: dict[int, Ack] = {}
+        async with self._db.write("ingest.store_batch") as session:
+            await self._store(session, tenant.id, candidates, stored)
+            if any(a.outcome is AckOutcome.ACCEPTED for a in stored.values()):
+                await publish(session, [INVOICES_TOPIC])
+            # Every stored state (new, or a corrected resend) is an audit event; last in the
+            # transaction, since it holds the tenant's chain head until commit.
+            await append_audit_events(session, _stored_events(tenant.id, stored.values(), actor))
+        self._notifier.notify(audit_topic(tenant.id))
+        acks.update(stored)
+        queued = sum(a.outcome is AckOutcome.ACCEPTED for a in stored.values())
+        if queued:
+            self._notifier.notify(INVOICES_TOPIC)
+            seen = self._pending_seen.get(tenant.id)
+            if seen is not None:  # keep the cached backlog honest until the next count
+                self._pending_seen[tenant.id] = (seen[0] + queued, seen[1])
 
     async def _store(
-        self, session: AsyncSession, tenant_id: uuid.UUID, candidates: list[_Candidate]
-    ) -> dict[int, Ack]:
+        self,
+        session: AsyncSession,
+        tenant_id: uuid.UUID,
+        candidates: list[Candidate],
+        acks: dict[int, Ack],
+    ) -> None:
+        """Judge candidates against what is stored, store the new ones; fills ``acks``."""
         now = self._clock()
-        acks: dict[int, Ack] = {}
-        existing = await self._existing(session, tenant_id, [c.reference for c in candidates])
-        new: list[_Candidate] = []
+        postgres = self._db.is_postgres
+        references = [c.reference for c in candidates]
+        existing = await existing_invoices(session, tenant_id, references, postgres=postgres)
+        new: list[Candidate] = []
         for c in candidates:
             row = existing.get(c.reference)
             if row is None:
                 new.append(c)
-            elif row.state != InvoiceState.REJECTED_LOCAL or row.content_sha256 == c.digest:
-                if row.state == InvoiceState.REJECTED_LOCAL:
-                    # Resent unchanged after a local rejection: still rejected, same reasons.
-                    acks[c.index] = self._ack_for_new(c, row.id)
-                else:
-                    acks[c.index] = self._repeat(
-                        c.index,
-                        c.reference,
-                        c.digest,
-                        row.content_sha256,
-                        row.id,
-                        InvoiceState(row.state),
-                    )
-            else:
+            elif row.state == InvoiceState.REJECTED_LOCAL and row.content_sha256 != c.digest:
                 # A corrected resend of a locally rejected invoice replaces it.
-                values = self._row(tenant_id, c, now)
-                for key in ("id", "tenant_id", "erp_reference", "created_at"):
-                    values.pop(key)
-                await session.execute(update(Invoice).where(Invoice.id == row.id).values(values))
-                acks[c.index] = self._ack_for_new(c, row.id)
+                await replace_rejected(session, row.id, tenant_id, c, now)
+                acks[c.index] = _ack_for_new(c, row.id)
+            elif row.state == InvoiceState.REJECTED_LOCAL:
+                # Resent unchanged after a local rejection: still rejected, same reasons.
+                acks[c.index] = _ack_for_new(c, row.id)
+            else:
+                acks[c.index] = _ack_against(c, row)
         if new:
-            rows = [self._row(tenant_id, c, now) for c in new]
-            inserted = await self._insert_new(session, rows)
-            lost: list[_Candidate] = []
-            for c, row_values in zip(new, rows, strict=True):
-                if row_values["id"] in inserted:
-                    acks[c.index] = self._ack_for_new(c, row_values["id"])
-                else:
-                    lost.append(c)
-            if lost:
-                # Another stream stored the same reference concurrently: judge against it.
-                raced = await self._existing(session, tenant_id, [c.reference for c in lost])
-                for c in lost:
-                    row = raced[c.reference]
-                    acks[c.index] = self._repeat(
-                        c.index,
-                        c.reference,
-                        c.digest,
-                        row.content_sha256,
-                        row.id,
-                        InvoiceState(row.state),
-                    )
-        return acks
-
-    async def _existing(
-        self, session: AsyncSession, tenant_id: uuid.UUID, references: list[str]
-    ) -> dict[str, _Stored]:
-        if not references:
-            return {}
-        # On PostgreSQL one array parameter, not an IN list of thousands: the statement
-        # text stays the same whatever the batch size, so neither SQLAlchemy nor psycopg
-        # has to render and parse thousands of placeholders per batch.
-        matches = (
-            Invoice.erp_reference == any_(bindparam("references", references, _REFERENCE_ARRAY))
-            if self._db.is_postgres
-            else Invoice.erp_reference.in_(references)
-        )
-        rows = await session.execute(
-            select(Invoice.id, Invoice.erp_reference, Invoice.content_sha256, Invoice.state).where(
-                Invoice.tenant_id == tenant_id, matches
-            )
-        )
-        return {row.erp_reference: _Stored(row.id, row.content_sha256, row.state) for row in rows}
+            await self._insert_new(session, tenant_id, new, now, acks)
 
     async def _insert_new(
-        self, session: AsyncSession, rows: list[dict[str, Any]]
-    ) -> set[uuid.UUID]:
-        """Insert new invoices, skipping references another stream stored meanwhile."""
-        if self._db.is_postgres:
-            return await _copy_insert_postgres(session, rows)
-        table = cast(Table, Invoice.__table__)
-        statement = (
-            sqlite.insert(table)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "erp_reference"])
-            .returning(table.c.id)
+        self,
+        session: AsyncSession,
+        tenant_id: uuid.UUID,
+        new: list[Candidate],
+        now: dt.datetime,
+        acks: dict[int, Ack],
+    ) -> None:
+        """Insert candidates with new references; fills ``acks``."""
+        postgres = self._db.is_postgres
+        rows = [invoice_row(tenant_id, c, now) for c in new]
+        inserted = await insert_new_invoices(session, rows, postgres=postgres)
+        lost: list[Candidate] = []
+        for c, row_values in zip(new, rows, strict=True):
+            if row_values["id"] in inserted:
+                acks[c.index] = _ack_for_new(c, row_values["id"])
+            else:
+                lost.append(c)
+        if lost:
+            # Another stream stored the same reference concurrently: judge against it.
+            references = [c.reference for c in lost]
+            raced = await existing_invoices(session, tenant_id, references, postgres=postgres)
+            for c in lost:
+                acks[c.index] = _ack_against(c, raced[c.reference])
+
+
+def _ack_for_new(c: Candidate, invoice_id: uuid.UUID) -> Ack:
+    """The ack of an invoice stored under a new (or locally rejected) reference."""
+    if c.rejection is None:
+        return Ack(c.index, c.reference, AckOutcome.ACCEPTED, invoice_id, InvoiceState.QUEUED)
+    return Ack(
+        c.index,
+        c.reference,
+        AckOutcome.REJECTED,
+        invoice_id,
+        InvoiceState.REJECTED_LOCAL,
+        c.rejection,
+    )
+
+
+def _ack_against(c: Candidate, stored: StoredInvoice) -> Ack:
+    """The ack of a candidate whose reference is already stored (and not replaceable)."""
+    return _ack_for_repeat(
+        c.index, c.reference, c.digest, stored.content_sha256, stored.id, InvoiceState(stored.state)
+    )
+
+
+def _ack_for_repeat(
+    index: int,
+    reference: str,
+    digest: str,
+    stored_digest: str,
+    invoice_id: uuid.UUID | None,
+    state: InvoiceState | None,
+) -> Ack:
+    """DUPLICATE if the content is the same as what the reference holds, else REJECTED."""
+    if digest == stored_digest:
+        return Ack(index, reference, AckOutcome.DUPLICATE, invoice_id, state)
+    problem = FieldProblem(
+        path="erp_reference",
+        message="This reference was already used for an invoice with different content; "
+        "use a new reference, or a debit note to correct an accepted invoice.",
+    )
+    rejection = Rejection(
+        "ERP_REFERENCE_REUSED", "ERP reference reused with other content", (problem,)
+    )
+    return Ack(index, reference, AckOutcome.REJECTED, invoice_id, state, rejection)
+
+
+def _stored_events(tenant_id: uuid.UUID, acks: Iterable[Ack], actor: str) -> list[NewAuditEvent]:
+    """The audit events of the invoices the batch stored (queued or rejected locally)."""
+    return [
+        invoice_event(
+            tenant_id,
+            ack.invoice_id,
+            "queued" if ack.outcome is AckOutcome.ACCEPTED else "rejected_local",
+            actor=actor,
         )
-        result = await session.execute(statement, rows)
-        return set(result.scalars())
+        for ack in acks
+        if ack.invoice_id is not None
+        and ack.state in (InvoiceState.QUEUED, InvoiceState.REJECTED_LOCAL)
+        and ack.outcome is not AckOutcome.DUPLICATE
+        and (ack.rejection is None or ack.rejection.reason == "INVOICE_INVALID")
+    ]
 
 
-_JSON_COLUMNS = frozenset({"payload", "error"})
-_STAGE = "ingest_stage"
-
-
-async def _copy_insert_postgres(
-    session: AsyncSession, rows: list[dict[str, Any]]
-) -> set[uuid.UUID]:
-    """COPY the batch into a per-connection staging table, then move it in one statement.
-
-    COPY is several times faster than multi-row INSERT (research/perf-anchors.md §b), but
-    cannot skip conflicts itself; ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``
-    from the staging table keeps ingest idempotent under concurrent streams.
-    """
-    # The columns are exactly the keys Ingestor._row builds, so the two cannot drift apart.
-    columns = tuple(rows[0])
-    column_list = ", ".join(columns)
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: Any = raw.driver_connection
-    async with driver.cursor() as cursor:
-        await cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
-            f"(LIKE invoices INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        await copy_rows(session, _STAGE, rows, json_columns=_JSON_COLUMNS)
-        await cursor.execute(
-            f"INSERT INTO invoices ({column_list}) SELECT {column_list} FROM {_STAGE} "
-            "ON CONFLICT (tenant_id, erp_reference) DO NOTHING RETURNING id"
-        )
-        if cursor.rowcount == len(rows):
-            # The usual case, nothing stored meanwhile: no need to read back every id.
-            inserted = {row["id"] for row in rows}
-        else:
-            inserted = {row[0] for row in await cursor.fetchall()}
-        await cursor.execute(f"TRUNCATE {_STAGE}")
-    return inserted
+def _in_order(count: int, acks: dict[int, Ack], candidates: dict[str, Candidate]) -> list[Ack]:
+    """The acks in submission order; repeats within the batch point at the first's stored id."""
+    result = []
+    for index in range(count):
+        ack = acks[index]
+        if ack.outcome is AckOutcome.DUPLICATE and ack.invoice_id is None:
+            first = acks[candidates[ack.erp_reference].index]
+            ack = Ack(index, ack.erp_reference, ack.outcome, first.invoice_id, first.state)
+        result.append(ack)
+    return result

@@ -24,6 +24,7 @@ from server.audit.verify import verify_chain
 from server.db.engine import Database
 from server.db.models import Invoice
 from server.db.notify import Notifier
+from server.invoices import intake, storage
 from server.invoices.intake import Ack, AckOutcome, Ingestor
 from server.invoices.validation import MAX_TEXT_LENGTH, Rejection
 from tests.conftest import Tenant
@@ -104,15 +105,15 @@ async def test_a_reference_stored_by_another_stream_meanwhile_is_a_duplicate(
     (first,) = await ingestor.submit(profile, invoices[:1])
     # Let the lookup before the insert miss RACE-1, as if another stream stored it between
     # the lookup and the insert: the insert then skips it, and it is judged against the row.
-    looked_up = Ingestor._existing
+    looked_up = storage.existing_invoices
     calls = 0
 
-    async def miss_once(self: Ingestor, *args: object) -> object:
+    async def miss_once(*args: object, **kwargs: object) -> object:
         nonlocal calls
         calls += 1
-        return {} if calls == 1 else await looked_up(self, *args)  # type: ignore[arg-type]
+        return {} if calls == 1 else await looked_up(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Ingestor, "_existing", miss_once)
+    monkeypatch.setattr(intake, "existing_invoices", miss_once)
     repeat, new = await ingestor.submit(profile, invoices)
     assert calls == 2
     assert (repeat.outcome, repeat.invoice_id) == (AckOutcome.DUPLICATE, first.invoice_id)
