@@ -12,12 +12,14 @@ the invoice is still in the expected state (a late FBR answer or a second operat
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from clients.fbr.payload import NormalisedInvoice
 from server.access.tenants import TenantProfile
@@ -163,36 +165,12 @@ class Operator:
         note: str,
         actor: str,
     ) -> None:
+        """Apply the decision if the invoice is still ``expected``, with all its records."""
         now = utcnow()
         async with self._db.write("operator.decide") as session:
-            row = (
-                await session.execute(
-                    select(Invoice.state, Invoice.attempt_count, Invoice.erp_reference).where(
-                        Invoice.id == invoice_id, Invoice.tenant_id == tenant.id
-                    )
-                )
-            ).one_or_none()
-            if row is None:
-                raise NotFound("invoice")
-            if row.state != expected.value:
-                raise InvoiceStateConflict(expected.value, row.state)
-            number = row.attempt_count + 1
-            changed = await session.execute(
-                update(Invoice)
-                .where(Invoice.id == invoice_id, Invoice.state == expected.value)
-                .values(
-                    state=decision.state.value,
-                    attempt_count=number,
-                    updated_at=now,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    next_attempt_at=now if decision.state is InvoiceState.QUEUED else None,
-                    **decision.values,
-                )
-                .execution_options(synchronize_session=False)
+            reference, number = await _change_state(
+                session, tenant.id, invoice_id, expected, decision, now
             )
-            if changed.rowcount != 1:  # type: ignore[attr-defined]
-                raise InvoiceStateConflict(expected.value, "changed meanwhile")
             await session.execute(
                 insert(DeliveryAttempt).values(
                     tenant_id=tenant.id,
@@ -205,38 +183,70 @@ class Operator:
                     worker="operator",
                 )
             )
-            await append_results(
-                session,
-                [
-                    NewResult(
-                        tenant.id,
-                        invoice_id,
-                        decision.kind,
-                        {
-                            "erp_reference": row.erp_reference,
-                            "state": decision.state.value,
-                            **decision.event_data,
-                        },
-                    )
-                ],
-                now,
-            )
+            data = {
+                "erp_reference": reference,
+                "state": decision.state.value,
+                **decision.event_data,
+            }
+            result = NewResult(tenant.id, invoice_id, decision.kind, data)
+            await append_results(session, [result], now)
             if decision.state is InvoiceState.QUEUED:
                 await publish(session, [INVOICES_TOPIC])
-            await append_audit_events(
-                session,
-                [
-                    invoice_event(
-                        tenant.id,
-                        invoice_id,
-                        decision.kind.value.lower(),
-                        actor=actor,
-                        previous_state=expected.value,
-                        state=decision.state.value,
-                    )
-                ],
-                now,
+            event = invoice_event(
+                tenant.id,
+                invoice_id,
+                decision.kind.value.lower(),
+                actor=actor,
+                previous_state=expected.value,
+                state=decision.state.value,
             )
+            await append_audit_events(session, [event], now)
         self._notifier.notify(results_topic(tenant.id))
         if decision.state is InvoiceState.QUEUED:
             self._notifier.notify(INVOICES_TOPIC)
+
+
+async def _change_state(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    expected: InvoiceState,
+    decision: Decision,
+    now: dt.datetime,
+) -> tuple[str, int]:
+    """Move the invoice from ``expected`` to the decided state; returns its reference and
+    the number of the attempt that records the decision.
+
+    Raises:
+        NotFound: the tenant has no such invoice.
+        InvoiceStateConflict: the invoice is (or meanwhile became) in another state.
+    """
+    row = (
+        await session.execute(
+            select(Invoice.state, Invoice.attempt_count, Invoice.erp_reference).where(
+                Invoice.id == invoice_id, Invoice.tenant_id == tenant_id
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound("invoice")
+    if row.state != expected.value:
+        raise InvoiceStateConflict(expected.value, row.state)
+    number = row.attempt_count + 1
+    changed = await session.execute(
+        update(Invoice)
+        .where(Invoice.id == invoice_id, Invoice.state == expected.value)
+        .values(
+            state=decision.state.value,
+            attempt_count=number,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            next_attempt_at=now if decision.state is InvoiceState.QUEUED else None,
+            **decision.values,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise InvoiceStateConflict(expected.value, "changed meanwhile")
+    return row.erp_reference, number
