@@ -11,8 +11,9 @@ Each turn of the forwarder's loop asks, for every tenant, how many invoices it m
 :class:`Pacer` owns the primitives of :mod:`server.invoices.pacing` behind that formula (one
 adaptive limit and one circuit breaker per FBR endpoint, one token bucket per tenant) and
 the in-flight counters, and is told when a request starts and finishes. Outcomes feed back:
-overload signals (429, timeouts) halve the adaptive limit, failures (429, 5xx, no answer)
-count toward opening the circuit; while a circuit is open only probes go out.
+overload (429, no answer, or an answer slower than the latency target) halves the adaptive
+limit, and failures (429, 5xx, no answer) count toward opening the circuit; while a circuit
+is open only probes go out.
 """
 
 from __future__ import annotations

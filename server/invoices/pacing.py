@@ -1,9 +1,9 @@
 """Pacing toward FBR: token buckets, adaptive concurrency and circuit breakers.
 
 All three are plain objects driven by an injected monotonic clock (seconds), so their
-behaviour is deterministic in tests. The forwarder owns one :class:`AdaptiveLimit` and one
-:class:`CircuitBreaker` per FBR endpoint, and one :class:`TokenBucket` per tenant (per FBR
-credential).
+behaviour is deterministic in tests. The forwarder's :class:`~server.invoices.pacer.Pacer`
+owns one :class:`AdaptiveLimit` and one :class:`CircuitBreaker` per FBR endpoint, and one
+:class:`TokenBucket` per tenant (per FBR credential).
 """
 
 from __future__ import annotations
