@@ -7,12 +7,12 @@ takes the unusual path too and checks that nothing changes in what the ERP is to
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 
-import pytest
 from google.rpc import error_details_pb2, status_pb2
-from sqlalchemy import select
+from sqlalchemy import insert, select, text
 
 from clients.fbr.rules import ValidationContext, validate_invoice
 from server.access.tenants import TenantProfile, load_tenant
@@ -24,11 +24,11 @@ from server.audit.verify import verify_chain
 from server.db.engine import Database
 from server.db.models import Invoice
 from server.db.notify import Notifier
-from server.invoices import intake, storage
-from server.invoices.intake import Ack, AckOutcome, Ingestor
-from server.invoices.validation import MAX_TEXT_LENGTH, Rejection
+from server.invoices import storage
+from server.invoices.intake import Ack, AckOutcome, Ingestor, content_sha256
+from server.invoices.validation import MAX_TEXT_LENGTH, Rejection, without_reference
 from tests.conftest import Tenant
-from tests.helpers import sample
+from tests.helpers import eventually, sample
 
 TODAY = dt.date(2025, 5, 13)
 
@@ -97,27 +97,61 @@ async def test_long_lines_pass_and_only_an_overlong_field_is_refused(
 
 
 async def test_a_reference_stored_by_another_stream_meanwhile_is_a_duplicate(
-    db: Database, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    db: Database, tenant: Tenant
 ) -> None:
+    """Another transaction stores RACE-1 while this batch is being stored.
+
+    On PostgreSQL the batch looks RACE-1 up before the other transaction commits, so its
+    insert waits on the unique index and then skips the row; RACE-1 must come back as a
+    DUPLICATE of the other stream's invoice, and RACE-2 be stored. On SQLite writers are
+    serialised before the lookup, so the batch simply finds the row: the same answer.
+    """
     ingestor = Ingestor(db, Notifier())
     profile = await _profile(db, tenant)
     invoices = [sample("RACE-1"), sample("RACE-2")]
-    (first,) = await ingestor.submit(profile, invoices[:1])
-    # Let the lookup before the insert miss RACE-1, as if another stream stored it between
-    # the lookup and the insert: the insert then skips it, and it is judged against the row.
-    looked_up = storage.existing_invoices
-    calls = 0
+    submitted = without_reference(invoices[0])
+    other = storage.invoice_row(
+        tenant.id,
+        storage.Candidate(
+            0,
+            "RACE-1",
+            submitted,
+            ingestor.validator.stored_payload(profile, invoices[0]),
+            content_sha256(submitted),
+            None,
+        ),
+        dt.datetime.now(dt.UTC),
+    )
+    stored, release = asyncio.Event(), asyncio.Event()
 
-    async def miss_once(*args: object, **kwargs: object) -> object:
-        nonlocal calls
-        calls += 1
-        return {} if calls == 1 else await looked_up(*args, **kwargs)  # type: ignore[arg-type]
+    async def other_stream() -> None:
+        async with db.write("test.other_stream") as session:
+            await session.execute(insert(Invoice).values(other))
+            stored.set()
+            await release.wait()
 
-    monkeypatch.setattr(intake, "existing_invoices", miss_once)
-    repeat, new = await ingestor.submit(profile, invoices)
-    assert calls == 2
-    assert (repeat.outcome, repeat.invoice_id) == (AckOutcome.DUPLICATE, first.invoice_id)
+    holder = asyncio.create_task(other_stream())
+    await stored.wait()
+    batch = asyncio.create_task(ingestor.submit(profile, invoices))
+    if db.is_postgres:
+        await eventually(lambda: _waiting_on_a_lock(db))
+    release.set()
+    await holder
+    repeat, new = await batch
+    assert (repeat.outcome, repeat.invoice_id) == (AckOutcome.DUPLICATE, other["id"])
     assert new.outcome is AckOutcome.ACCEPTED
+
+
+async def _waiting_on_a_lock(db: Database) -> bool:
+    """Whether a session of this database is waiting for a lock (the batch's insert)."""
+    async with db.read("test.locks") as session:
+        waiting = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return bool(waiting)
 
 
 async def test_stored_invoices_and_their_audit_chain_read_back_as_written(
