@@ -51,7 +51,7 @@ SUCCESS = orjson.dumps(
         },
     }
 )
-# About 2 KB, like the invoices in research/perf-anchors.md: an SN001 sale with 5 lines.
+# About 2 KB, a typical DI invoice: an SN001 sale with 5 lines.
 INVOICE = {
     "invoiceType": "Sale Invoice",
     "invoiceDate": "2025-04-21",

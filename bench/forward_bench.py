@@ -8,8 +8,8 @@ window of at most 20 s or 20 latencies), so hub start-up and the tail do not cou
 concurrency / latency (Little's law). The hub's CPU per delivered invoice is read from /proc
 over the same window.
 
-Latencies: 50 ms (the research anchor), 250 ms, and 1 s, FBR's own round trip as integrators
-see it (research/peers.md: "1-2 seconds"). With a fixed latency every slot's answer comes
+Latencies: 50 ms (a fast FBR), 250 ms, and 1 s, FBR's own round trip as integrators report
+it (1 to 2 seconds). With a fixed latency every slot's answer comes
 back in the same wave it was sent in, and a wave of N answers is handled one after another
 on these 2 shared cores by the hub and the simulator, so the shortfall from the ideal is
 about half a wave's CPU time; it shrinks as the latency grows.

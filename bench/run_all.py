@@ -28,7 +28,7 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def summary(sections: list[Section]) -> str:
-    """Key figures against the issue's targets."""
+    """Key figures against the performance targets (docs/benchmarks.md)."""
     lines = ["## Summary against targets", ""]
     for section in sections:
         verdicts = section.figures.get("verdicts", [])

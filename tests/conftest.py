@@ -205,7 +205,7 @@ def invoices(channel: grpc.aio.Channel) -> invoice_service_pb2_grpc.InvoiceServi
     return invoice_service_pb2_grpc.InvoiceServiceStub(channel)
 
 
-# --- Issue 4: roles, privacy, audit ------------------------------------------------------
+# --- Roles, privacy, audit --------------------------------------------------------------
 
 
 @dataclass

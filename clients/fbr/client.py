@@ -3,7 +3,7 @@
 One :class:`FbrClient` per process holds one long-lived httpx transport and sends
 ``httpx.Request`` objects through it. The default transport is httpx-aiohttp's
 ``AiohttpTransport``, because httpx's own pool spends CPU that grows with the pool size and
-collapses at 64+ concurrent requests (research/perf-anchors.md (c)); any httpx transport can
+collapses at 64+ concurrent requests (docs/benchmarks.md); any httpx transport can
 be passed instead (``httpx.MockTransport`` in unit tests, the stock pool in benchmarks).
 
 Every call returns a :class:`~clients.fbr.responses.DeliveryOutcome`; HTTP and transport
@@ -43,7 +43,7 @@ _log = logging.getLogger(__name__)
 _Classifier = Callable[[int, Mapping[str, str], bytes, bool], DeliveryOutcome]
 _tracer = trace.get_tracer(__name__)
 
-# research/fbr-api.md §1.2: post and validate have separate sandbox (``_sb``) paths.
+# Post and validate have separate sandbox (``_sb``) paths (docs/fbr-coverage.md §2.1).
 DI_PATHS: Final[Mapping[tuple[str, str], str]] = {
     ("post", "sandbox"): "/di_data/v1/di/postinvoicedata_sb",
     ("post", "production"): "/di_data/v1/di/postinvoicedata",
@@ -51,7 +51,7 @@ DI_PATHS: Final[Mapping[tuple[str, str], str]] = {
     ("validate", "production"): "/di_data/v1/di/validateinvoicedata",
 }
 
-# research/fbr-api.md §2.1: the IMS cloud endpoints live on two different hosts.
+# The IMS cloud endpoints live on two different hosts (docs/fbr-coverage.md §6.1).
 POS_PATHS: Final[Mapping[str, str]] = {
     "sandbox": "/FBR/v1/api/Live/PostData",
     "production": "/imsp/v1/api/Live/PostData",
@@ -130,7 +130,7 @@ class FbrClient:
         )
         self._deadline = connect_timeout + 2 * read_timeout + pool_timeout
         if verify is False:  # whatever the transport
-            raise ValueError("TLS verification toward FBR cannot be disabled (DESIGN §6)")
+            raise ValueError("TLS verification toward FBR cannot be disabled")
         if transport is None:
             transport = _aiohttp_transport(_ssl_context(verify), max_connections)
         # Requests go straight to the transport (httpx's transport API): no cookies, so no

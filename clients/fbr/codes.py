@@ -2,8 +2,9 @@
 
 FBR's responses name an error code and (for line errors) the line number, but not the field.
 This table turns ``(code, line)`` into a path such as ``items[2].hs_code`` so that a
-rejection from FBR reads like one from the hub's own validator. Codes and meanings are from
-research/fbr-api.md §1.10; a code not listed here points at the line or the invoice as a whole.
+rejection from FBR reads like one from the hub's own validator. Codes and meanings are
+[SPEC §7] and [ERR] (docs/fbr-coverage.md §5); a code not listed here points at the line or
+the invoice as a whole.
 """
 
 from __future__ import annotations

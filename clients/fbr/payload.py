@@ -6,7 +6,7 @@ protobuf ``Invoice`` / ``InvoiceItem`` fields, with every value a string (``""``
 camelCase JSON by :func:`from_fbr_json`, so that one rule table (``clients.fbr.rules``)
 can judge both what an ERP sends to the hub and what the hub sends to FBR.
 
-Field names and types follow the PRAL DI specification v1.12 (research/fbr-api.md §1.4-1.5).
+Field names and types follow the PRAL DI specification v1.12 [SPEC] (docs/fbr-coverage.md §2.3-2.5).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ REQUIRED_NUMBER_FIELDS: frozenset[str] = frozenset(
 )
 
 # Numeric fields that FBR wants as the empty string "" rather than 0 for reduced-rate,
-# exempt and zero-rated sale types (research/fbr-api.md §1.5, error 0091).
+# exempt and zero-rated sale types (error 0091; docs/fbr-coverage.md §2.5).
 EMPTY_STRING_WHEN_BLANK: frozenset[str] = frozenset({"extra_tax"})
 
 ITEM_FIELDS: tuple[tuple[str, str], ...] = ITEM_TEXT_FIELDS + ITEM_NUMBER_FIELDS
@@ -109,8 +109,8 @@ def _json_number(value: str) -> int | float | str:
 def to_fbr_json(invoice: NormalisedInvoice) -> dict[str, Any]:
     """Build the DI request body (camelCase keys, numbers as JSON numbers).
 
-    Empty optional header fields are omitted (``invoiceRefNo``, ``scenarioId``, and
-    ``buyerNTNCNIC`` for unregistered buyers, per research/fbr-api.md §1.5). Empty
+    Empty optional header fields are omitted (``invoiceRefNo``, ``scenarioId``, and an empty
+    ``buyerNTNCNIC``, as for unregistered buyers; docs/fbr-coverage.md §2.5). Empty
     ``extraTax`` is sent as ``""``; other empty optional numbers are omitted.
     """
     body: dict[str, Any] = {}

@@ -2,7 +2,7 @@
 
 FBR's DI spec asks for a QR code of **version 2 (25 × 25 modules)**, printed at 1 × 1 inch,
 next to the FBR Digital Invoicing logo [SPEC §6 p.35]; the POS rules ask for one of the fiscal
-number too (§2.5). Choices (research/fbr-api.md §1.11):
+number too (docs/fbr-coverage.md §6.6). Choices (docs/fbr-coverage.md §8):
 
 - **Content: the FBR invoice number, nothing else.** The spec does not say what the code holds;
   every implementation found encodes the number, and the one URL seen is a self-confessed

@@ -1,11 +1,12 @@
 """FBR reference data built into the hub, so invoices can be validated offline.
 
 FBR publishes provinces, units of measure, sale types and the rates allowed per sale type
-through its reference APIs (research/fbr-api.md §1.8). Until the hub caches those APIs in
+through its reference APIs (docs/fbr-coverage.md §3). Until the hub caches those APIs in
 its database, this module carries a small copy, each entry tagged with where it came from:
 
-- ``[CSV]``: the lists exported from FBR by ``ERPNEXT-PAKISTAN/FBR-Pakistan`` (§1.8);
-- ``[SCN]``: the rate, SRO and unit PRAL's own sandbox sample uses for a scenario (§1.9);
+- ``[CSV]``: the lists exported from FBR by ``ERPNEXT-PAKISTAN/FBR-Pakistan``;
+- ``[SCN]``: the rate, SRO and unit PRAL's own sandbox sample uses for a scenario
+  (docs/fbr-coverage.md §4);
 - ``assumed``: an entry the sources do not give, added so common invoices are not refused.
 
 Every lookup goes through the functions below (never through the tables), so the later
@@ -13,7 +14,8 @@ database-backed copy can replace them without touching the rules.
 
 Matching is exact (FBR compares strings byte for byte: ``"KG"`` is not ``"kg"``), with one
 exception: provinces are matched case-insensitively, because PRAL's own samples send
-``"Sindh"`` while the provinces API returns ``"SINDH"`` and the samples are accepted (§1.8).
+``"Sindh"`` while the provinces API returns ``"SINDH"`` and the samples are accepted
+(docs/fbr-coverage.md §3.3).
 """
 
 from __future__ import annotations

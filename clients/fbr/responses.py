@@ -1,13 +1,13 @@
 """What an FBR DI call came to: parse the reply leniently and classify it (no I/O here).
 
-Every call ends in one :class:`OutcomeKind`. The rule behind the table is DESIGN §2.3: never a
-second fiscal invoice, so only a failure that provably happened before FBR saw the request is
+Every call ends in one :class:`OutcomeKind`. The rule behind the table: never a second
+fiscal invoice, so only a failure that provably happened before FBR saw the request is
 RETRYABLE; anything FBR may have processed is IN_DOUBT; REJECTED and ACCEPTED need FBR's (or
-HTTP's) explicit word. Facts are from research/fbr-api.md §1.2, §1.6, §1.12 and §4 rule 15.
+HTTP's) explicit word. Facts and reasons: docs/fbr-coverage.md §2.2, §2.6 and §7.
 
 | Response | Outcome | Why |
 |---|---|---|
-| 2xx, number set, every item ``00``, header not rejecting | ACCEPTED | §1.6 success test |
+| 2xx, number set, every item ``00``, header not rejecting | ACCEPTED | FBR's success test |
 | (no items listed: header ``00`` needed) | | |
 | 2xx, no number, header ``01`` / errorCode / "invalid" | REJECTED | header-level rejection |
 | 2xx, no number, an item not ``00`` | REJECTED | item-level; items kept |
@@ -111,7 +111,7 @@ class DeliveryOutcome:
         kind: what happened, see :class:`OutcomeKind`.
         http_status: the HTTP status, or ``None`` when no response arrived.
         fbr_invoice_number: the FBR number; also kept on IN_DOUBT when one was seen.
-        dated: FBR's ``dated`` value, opaque (§1.7).
+        dated: FBR's ``dated`` value, opaque (docs/fbr-coverage.md §2.7).
         item_statuses: per-line verdicts.
         error_code: header-level FBR code, or the first failing item's code.
         error_message: FBR's message for that code, or a plain explanation.

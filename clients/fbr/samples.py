@@ -1,7 +1,7 @@
 """Realistic sample invoices for the demo and the tests, valid by :mod:`clients.fbr.rules`.
 
 :func:`scenario_invoice` builds an invoice for any FBR sandbox scenario (SN001-SN028) with the
-sale type, rate, unit and SRO fields of PRAL's sample for it (research/fbr-api.md §1.9),
+sale type, rate, unit and SRO fields of PRAL's sample for it (docs/fbr-coverage.md §4),
 plausible products and buyers, and arithmetic that agrees with the rate. :func:`break_invoice`
 then spoils a valid invoice in one named way and says which FBR code and field should result.
 """

@@ -1,6 +1,6 @@
 """What can go wrong between the hub and FBR, and the exact bytes the simulator sends for it.
 
-FBR's DI API sits behind a WSO2 API gateway (research/fbr-api.md §1.2, §1.6, §1.12). Faults
+FBR's DI API sits behind a WSO2 API gateway (docs/fbr-coverage.md §2.2, §7.2). Faults
 the gateway raises itself come in WSO2's ``{"fault": {...}}`` envelope and provably happen
 before FBR saw the request; anything else (a bare 500, a dropped connection, a timeout) leaves
 the caller unable to tell whether FBR issued an invoice number. Each :class:`Fault` documents

@@ -1,4 +1,4 @@
-"""The simulator's IMS (POS fiscal) endpoints (research/fbr-api.md §2).
+"""The simulator's IMS (POS fiscal) endpoints (docs/fbr-coverage.md §6).
 
 ``POST /FBR/v1/api/Live/PostData`` (sandbox) and ``/imsp/v1/api/Live/PostData`` (production),
 Bearer token of the matching environment, else WSO2's 401. The body is judged by the hub's own
@@ -9,9 +9,10 @@ An accepted invoice gets a fiscal number of 19 digits (the last 6 of the POSID, 
 time as ``DDMMYYHHMM``, a 3-digit sequence, kept strictly increasing) in one of the two
 documented shapes (``response_style``): ``"cloud"`` (the KB's cloud example,
 ``FBRInvoiceNumber`` as a JSON *number*) or ``"local"`` (``InvoiceNumber`` as a string, with
-``Errors: null``). FBR's answer to a reused USIN is undocumented (§5): the simulator issues
-again and counts it (:meth:`PosEndpoints.usin_count`), so tests can prove the hub never reuses.
-The simulator's fault schedule (scripted steps, latency, outages) applies here too.
+``Errors: null``). FBR's answer to a reused USIN is undocumented (docs/fbr-coverage.md
+§10): the simulator issues again and counts it (:meth:`PosEndpoints.usin_count`), so tests
+can prove the hub never reuses. The simulator's fault schedule (scripted steps, latency,
+outages) applies here too.
 """
 
 from __future__ import annotations

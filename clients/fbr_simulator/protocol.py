@@ -1,6 +1,6 @@
 """FBR's side of the DI exchange: wire-type checks and the ``validationResponse`` bodies.
 
-The shapes follow PRAL's specification v1.12 (research/fbr-api.md §1.6):
+The shapes follow PRAL's specification v1.12 [SPEC p.12-14] (docs/fbr-coverage.md §2.6):
 
 - accepted: ``invoiceNumber``, ``dated`` and per line ``invoiceNo`` = number + ``-1``, ``-2``...;
 - header-level rejection: header ``statusCode "01"``, ``errorCode``/``error``,

@@ -1,9 +1,9 @@
-"""The simulator's reference-data endpoints (research/fbr-api.md §1.8), served from a snapshot.
+"""The simulator's reference-data endpoints (docs/fbr-coverage.md §3), served from a snapshot.
 
 The same snapshot the rules judge by (the package seed unless the simulator is given another),
 so ``ReferenceDataClient.fetch_snapshot`` against the simulator reproduces it. Any token of
 either environment may read them (same paths for both [SPEC p.7]); none gets WSO2's 401.
-STATL and Get_Reg_Type answer POST and GET-with-body alike (§1.8 notes). An unknown
+STATL and Get_Reg_Type answer POST and GET-with-body alike (docs/fbr-coverage.md §3.1). An unknown
 registration number is "unregistered" (``statuscode "01"``) and not active (``"02"``).
 """
 

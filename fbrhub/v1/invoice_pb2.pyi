@@ -465,7 +465,7 @@ Global___Invoice: _TypeAlias = Invoice  # noqa: Y015
 
 @_typing.final
 class PosInvoice(_message.Message):
-    """A Tier-1 retailer's invoice for FBR's POS fiscal API (IMS, research §2). The POSID is the
+    """A Tier-1 retailer's invoice for FBR's POS fiscal API (IMS; docs/fbr-coverage.md §6). The POSID is the
     tenant's; header totals are computed by the hub from the lines. The Re 1 POS service fee is
     not part of the payload: it is a separate charge (see GetPrintData).
     """

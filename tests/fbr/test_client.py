@@ -1,6 +1,6 @@
 """The FBR DI client: response classification, the request it sends, and real-socket faults.
 
-Bodies are the PRAL v1.12 samples (research/fbr-api.md §1.6) and the quirks seen in the field.
+Bodies are the PRAL v1.12 samples (docs/fbr-coverage.md §2.6) and the quirks seen in the field.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Delivery to FBR: outcomes, retries, in-doubt handling and crash recovery (DESIGN §2.3)."""
+"""Delivery to FBR: outcomes, retries, in-doubt handling and crash recovery."""
 
 from __future__ import annotations
 

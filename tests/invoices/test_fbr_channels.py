@@ -1,5 +1,5 @@
 """Speaking FBR exactly through the hub: POS channel, debit notes, print data, scenarios,
-reference data (issue 5), end to end over real gRPC, databases and the simulator."""
+reference data, end to end over real gRPC, databases and the simulator."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Operator decisions: resolving in-doubt invoices and retrying FBR rejections (issue 3 §3)."""
+"""Operator decisions: resolving in-doubt invoices and retrying FBR rejections."""
 
 from __future__ import annotations
 

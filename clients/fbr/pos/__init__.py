@@ -1,4 +1,6 @@
-"""FBR's POS fiscal channel for Tier-1 retailers: the IMS ``Live/PostData`` API (§2).
+"""FBR's POS fiscal channel for Tier-1 retailers: the IMS ``Live/PostData`` API.
+
+See docs/fbr-coverage.md §6.
 
 - ``payload``: the normalised POS invoice ⇄ the IMS body; the Re 1 service fee.
 - ``rules``: local IMS rules (shared with the simulator).

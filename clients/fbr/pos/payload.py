@@ -1,11 +1,11 @@
-"""The IMS (POS fiscal) request body and its mapping to the hub's field names (§2.2).
+"""The IMS (POS fiscal) request body and its mapping to the hub's field names.
 
 Like the DI channel, the hub works with a *normalised* POS invoice: a dict of snake_case
 string fields plus ``items``, a list of such dicts. :func:`to_ims_json` builds FBR's body from
 it and :func:`from_ims_json` reads one back, so one rule set (:mod:`clients.fbr.pos.rules`)
 judges both what an ERP sends and what the simulator receives.
 
-Choices (research/fbr-api.md §2):
+Fields are listed in docs/fbr-coverage.md §6.2. Choices:
 
 - **Header totals are computed** from the lines when the ERP leaves them empty (FBR wants
   them equal to the sums [KIT-IMS §8]); when given they must equal the sums.
@@ -15,7 +15,8 @@ Choices (research/fbr-api.md §2):
 - **The Re 1 POS service fee** (SRO 1279(I)/2021) is *not* in the body: the documented payload
   has no field for it, and adding it to ``TotalBillAmount`` would break "totals = item sums".
   It is a separate charge on the customer's bill: :func:`receipt_totals` adds it to what the
-  customer pays, as the ERPNext "FBR POS Service Fee" row and Odoo's POS module do (§2.5).
+  customer pays, as the ERPNext "FBR POS Service Fee" row and Odoo's POS module do
+  (docs/fbr-coverage.md §6.6).
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def from_ims_json(body: dict[str, Any]) -> NormalisedPosInvoice:
 
 @dataclass(frozen=True, slots=True)
 class ReceiptTotals:
-    """What the printed POS receipt shows at the bottom (SRO 1006(I)/2021, §2.5)."""
+    """What the printed POS receipt shows at the bottom (SRO 1006(I)/2021; fbr-coverage §6.6)."""
 
     sale_value: Decimal
     tax: Decimal

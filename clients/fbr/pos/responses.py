@@ -1,4 +1,4 @@
-"""What an IMS (POS) ``PostData`` call came to (research/fbr-api.md §2.4); no I/O here.
+"""What an IMS (POS) ``PostData`` call came to (docs/fbr-coverage.md §6.5, §7.4); no I/O here.
 
 | Response | Outcome |
 |---|---|

@@ -1,4 +1,4 @@
-"""Local rules for IMS (POS) invoices (research/fbr-api.md §2.2-2.3, §4 rule 16).
+"""Local rules for IMS (POS) invoices (docs/fbr-coverage.md §6.2-6.4).
 
 Shared by the hub and the simulator's POS endpoints, like the DI rule table. FBR publishes no
 IMS error catalogue beyond ``100`` (success) and ``102`` ("Invalid data received") [KIT-IMS]

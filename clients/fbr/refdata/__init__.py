@@ -1,4 +1,4 @@
-"""FBR's reference lists (research/fbr-api.md §1.8): the client, snapshots and the seed.
+"""FBR's reference lists (docs/fbr-coverage.md §3): the client, snapshots and the seed.
 
 - ``snapshot``: :class:`ReferenceData` (what the rules ask), :class:`SnapshotReferenceData`
   (answers from a snapshot dict), ``load_seed`` / ``seed_reference_data``.

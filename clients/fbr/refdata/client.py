@@ -1,4 +1,4 @@
-"""The client of FBR's reference-data APIs (research/fbr-api.md §1.8).
+"""The client of FBR's reference-data APIs (docs/fbr-coverage.md §3.1).
 
 One method per endpoint, answering FBR's JSON as it is (field casing such as ``hS_CODE`` kept,
 so a snapshot is byte-for-byte what FBR said), and :meth:`ReferenceDataClient.fetch_snapshot`,
@@ -133,7 +133,7 @@ class ReferenceDataClient:
     async def sale_type_to_rate(
         self, *, date: dt.date, trans_type_id: int, origination_supplier: int
     ) -> list[dict[str, Any]]:
-        """Rates allowed for a transaction type on a date in a province (§1.8 5.8)."""
+        """Rates allowed for a transaction type on a date in a province [SPEC §5.8]."""
         params = {
             "date": format_dd_mmm_yyyy(date),
             "transTypeId": trans_type_id,
@@ -144,7 +144,7 @@ class ReferenceDataClient:
     async def sro_schedule(
         self, *, rate_id: int, date: dt.date, origination_supplier_csv: int
     ) -> list[dict[str, Any]]:
-        """SRO schedules for a rate on a date in a province (§1.8 5.7)."""
+        """SRO schedules for a rate on a date in a province [SPEC §5.7]."""
         params = {
             "rate_id": rate_id,
             "date": format_dd_mmm_yyyy(date),
@@ -153,21 +153,21 @@ class ReferenceDataClient:
         return await self._list("SroSchedule", params)
 
     async def sro_item(self, *, date: dt.date, sro_id: int) -> list[dict[str, Any]]:
-        """Item serial numbers of an SRO on a date (§1.8 5.10)."""
+        """Item serial numbers of an SRO on a date [SPEC §5.10]."""
         return await self._list("SROItem", {"date": date.isoformat(), "sro_id": sro_id})
 
     async def hs_uom(
         self, *, hs_code: str, annexure_id: int = DEFAULT_ANNEXURE_ID
     ) -> list[dict[str, Any]]:
-        """Units allowed for an HS code (§1.8 5.9)."""
+        """Units allowed for an HS code [SPEC §5.9]."""
         return await self._list("HS_UOM", {"hs_code": hs_code, "annexure_id": annexure_id})
 
     async def statl(self, *, regno: str, date: dt.date) -> dict[str, Any]:
-        """Active-taxpayer status of a registration number on a date (§1.8 5.11)."""
+        """Active-taxpayer status of a registration number on a date [SPEC §5.11]."""
         return await self._object("STATL", {"regno": regno, "date": date.isoformat()})
 
     async def registration_type(self, *, registration_no: str) -> dict[str, Any]:
-        """Registered / unregistered status of a registration number (§1.8 5.12)."""
+        """Registered / unregistered status of a registration number [SPEC §5.12]."""
         return await self._object("Get_Reg_Type", {"Registration_No": registration_no})
 
     async def _object(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:

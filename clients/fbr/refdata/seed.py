@@ -3,7 +3,7 @@
 Run ``python -m clients.fbr.refdata.seed > clients/fbr/refdata/seed.json`` after changing
 :mod:`clients.fbr.reference` or the sample scenarios; a test checks the two agree.
 
-Where the values come from (research/fbr-api.md §1.8, §1.9):
+Where the values come from (docs/fbr-coverage.md §3, §4):
 
 - Ids FBR documents are used as they are: provinces PUNJAB 7 and SINDH 8, doc types 4 and 9,
   uoM_ID 13 "KG" and 77 "Square Metre", transaction type 82 "DTRE goods" (87 and 111 added as
@@ -158,7 +158,7 @@ def build_seed() -> dict[str, Any]:
             "SROItem": False,
             "HS_UOM": False,
         },
-        "notes": "Built by clients.fbr.refdata.seed from research/fbr-api.md; ids other than "
+        "notes": "Built by clients.fbr.refdata.seed (see docs/fbr-coverage.md); ids other than "
         "those the spec documents are assumed (9000 and up).",
         "provinces": [
             {"stateProvinceCode": code, "stateProvinceDesc": name}

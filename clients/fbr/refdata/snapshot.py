@@ -1,9 +1,9 @@
 """Reference data as the rules see it: the :class:`ReferenceData` protocol and its in-memory form.
 
-A *snapshot* is a plain JSON-able dict holding FBR's reference lists exactly as the §1.8
-endpoints return them (field casing such as ``hS_CODE``, ``ratE_DESC``, ``uoM_ID`` kept), one
-key per endpoint, parameterised endpoints as a list of ``{<request params>, <answer key>:
-[...]}`` entries::
+A *snapshot* is a plain JSON-able dict holding FBR's reference lists exactly as the endpoints
+(docs/fbr-coverage.md §3.1) return them (field casing such as ``hS_CODE``, ``ratE_DESC``,
+``uoM_ID`` kept), one key per endpoint, parameterised endpoints as a list of
+``{<request params>, <answer key>: [...]}`` entries::
 
     {"format": 1, "source": "seed" | "fbr", "fetched_on": "2025-07-24",
      "complete": {"itemdesccode": false, ...},
@@ -21,7 +21,7 @@ key per endpoint, parameterised endpoints as a list of ``{<request params>, <ans
 ``ReferenceDataClient.fetch_snapshot`` (``fbrhub refdata sync``) produces one; the seed shipped
 in ``seed.json`` is one; :class:`SnapshotReferenceData` answers the rules' questions from one.
 
-Choices where the sources leave room (research/fbr-api.md §1.8):
+Choices where the sources leave room (docs/fbr-coverage.md §3.2):
 
 - **Partial lists never reject by absence.** ``complete[<endpoint>]`` says whether a list is
   the whole of FBR's. The seed carries only the HS codes the samples and the spec use, so an
@@ -30,12 +30,13 @@ Choices where the sources leave room (research/fbr-api.md §1.8):
   without ``SroSchedule`` entries: the question is answered ``None`` ("cannot tell") and the
   rule stays silent. Refusing an invoice FBR would accept blocks a legal sale.
 - **Units for an HS code are compared by ``uoM_ID``, not text**: the spec's own HS_UOM sample
-  says "Square Meter" where the uom list says "Square Metre" (§1.8 5.6 vs 5.9).
+  says "Square Meter" where the uom list says "Square Metre" [SPEC §5.6, §5.9].
 - **Dates.** SaleTypeToRate and SroSchedule take ``dd-MMM-yyyy``, SROItem ``yyyy-MM-dd``; both are
   read. An entry without a date applies always; otherwise the newest entry dated on or before
   the invoice date applies, and an invoice older than every entry is not judged (None).
 - **Provinces.** ``originationSupplier`` is the seller's province code; an entry without one
-  (the seed's) applies to every province. Names match case-insensitively (README).
+  (the seed's) applies to every province. Names match case-insensitively
+  (docs/fbr-coverage.md §3.3).
 """
 
 from __future__ import annotations

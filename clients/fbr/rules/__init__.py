@@ -1,7 +1,7 @@
 """The one table of FBR DI rules, shared by the hub's validator and the FBR simulator.
 
-Each :class:`Rule` names the FBR error code FBR itself would answer with (research/fbr-api.md
-§1.10) and checks a *normalised* invoice (see :mod:`clients.fbr.payload`). The hub runs the
+Each :class:`Rule` names the FBR error code FBR itself would answer with (docs/fbr-coverage.md
+§5.1) and checks a *normalised* invoice (see :mod:`clients.fbr.payload`). The hub runs the
 table before sending, so an invoice FBR would refuse is refused locally with the same code;
 the simulator runs the very same table to answer like FBR. Modules: ``context`` (Violation,
 ValidationContext, the per-line view), ``header`` and ``lines`` (the checks), ``table``.
@@ -11,7 +11,7 @@ with the package, :mod:`clients.fbr.refdata`); a list the copy does not hold in 
 refuses by absence. Debit-note rules needing the original ask
 ``ValidationContext.original_invoice`` (originals live in the hub's database).
 
-Decisions the sources leave open (research/fbr-api.md §4, §5):
+Decisions the sources leave open (docs/fbr-coverage.md §9):
 
 - **Tax tolerance.** FBR does not document how closely tax must match value × rate (0102,
   0103, 0104, 0105). A line passes when ``|tax - expected| <= max(Rs 1.00, 0.5% of expected)``.
@@ -40,7 +40,7 @@ Decisions the sources leave open (research/fbr-api.md §4, §5):
   production; both use 0203 (scenario not assigned), as does a scenario not in
   ``assigned_scenarios``. A scenario's sale type is checked (0204).
 - **Debit notes.** Only a ``Debit Note`` is checked against its original (a Sale Invoice's
-  ``invoice_ref_no`` is the seller's own number in PRAL's samples, §1.9). Unknown original
+  ``invoice_ref_no`` is the seller's own number in PRAL's samples [SCN]). Unknown original
   0057, dated before it 0029 (0035 is its purchase twin), more than 180 days after it 0034.
 - **No items** is reported as 0021 (line values missing) at path ``items``.
 - **Not checked:** that the buyer's registration matches FBR's profile (0053: Get_Reg_Type is
