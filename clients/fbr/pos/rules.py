@@ -17,7 +17,9 @@ Choices:
   (11, 12) are taxed on a retail price the payload does not carry: not checked.
 - Header totals must equal the item sums to the paisa [KIT-IMS §8].
 - ``USIN`` unique per POS [KIT-IMS §10]: checked through ``PosValidationContext.usin_used``
-  (the hub's database knows); the simulator counts reuse instead (FBR's behaviour is unknown).
+  when the caller supplies it. The hub does not need to: its USIN is the ``erp_reference``,
+  unique per tenant, and a tenant has one POSID. The simulator counts reuse instead (FBR's
+  behaviour is unknown).
 """
 
 from __future__ import annotations
