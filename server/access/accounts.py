@@ -20,8 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.access.api_keys import ROLES, new_api_key_row
 from server.audit.trail import NewAuditEvent, append_audit_events
 from server.db.engine import Database
-from server.db.models import ApiKey, Tenant
-from server.db.privacy_models import Account, AccountStatus, ConsentEvent
+from server.db.models import Account, AccountStatus, ApiKey, ConsentEvent, Tenant
 from server.errors import ApiKeyRevoked, InvalidField, NotFound, UsernameTaken
 
 USERNAME = re.compile(r"^[A-Za-z0-9._-]{3,64}$")

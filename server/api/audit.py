@@ -18,8 +18,8 @@ from server.audit.queries import AuditFilters, read_audit_events
 from server.audit.trail import audit_topic
 from server.audit.verify import ChainProblem, verify_chain
 from server.db.engine import Database
+from server.db.models import AuditEvent
 from server.db.notify import Notifier
-from server.db.privacy_models import AuditEvent
 from server.settings import Settings
 
 STREAM_PAGE = 500

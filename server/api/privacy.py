@@ -17,7 +17,7 @@ from server.api.interceptor import current_caller
 from server.api.limits import check_lengths, page_size
 from server.api.tokens import PageTokens, TokenCodec, aware_time, short_text
 from server.db.engine import Database
-from server.db.privacy_models import PrivacyRequest
+from server.db.models import PrivacyRequest
 from server.errors import InvalidField, NotFound
 from server.privacy.consent import ConsentRecord
 from server.privacy.erasure import ErasureReport

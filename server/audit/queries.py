@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.privacy_models import AuditEvent
+from server.db.models import AuditEvent
 
 
 @dataclass(frozen=True)

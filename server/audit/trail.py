@@ -29,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.bulk import insert_rows
 from server.db.engine import Database
+from server.db.models import AuditChainHead, AuditEvent
 from server.db.notify import Notifier, publish
-from server.db.privacy_models import AuditChainHead, AuditEvent
 
 SYSTEM_TENANT = uuid.UUID(int=0)
 GENESIS_HASH = "0" * 64

@@ -16,7 +16,7 @@ from enum import StrEnum
 from server.audit.queries import read_audit_events
 from server.audit.trail import GENESIS_HASH, event_content, event_hash
 from server.db.engine import Database
-from server.db.privacy_models import AuditChainHead
+from server.db.models import AuditChainHead
 
 _VERIFY_PAGE = 1000
 

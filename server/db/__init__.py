@@ -3,10 +3,10 @@
 import logging
 
 # Importing the package registers every table on the one metadata (Alembic, tests).
-from server.db import models, privacy_models
+from server.db import models
 
 # aiosqlite logs every statement with its parameters (personal data) at DEBUG; keep it
 # above that whatever the root level.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
-__all__ = ["models", "privacy_models"]
+__all__ = ["models"]

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.privacy_models import AccountStatus, ConsentEvent
+from server.db.models import AccountStatus, ConsentEvent
 from server.errors import AccountNotActive
 from server.privacy.subjects import load_account
 

@@ -15,8 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import InvoiceState
-from server.db.privacy_models import AccountStatus, InvoiceAnnotation
+from server.db.models import AccountStatus, InvoiceAnnotation, InvoiceState
 from server.errors import AccountAnonymised, FieldNotCorrectable
 from server.privacy.subjects import (
     ACCOUNT_FIELDS,

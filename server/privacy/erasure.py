@@ -25,11 +25,11 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Invoice
-from server.db.privacy_models import (
+from server.db.models import (
     Account,
     AccountStatus,
     ConsentEvent,
+    Invoice,
     InvoiceAnnotation,
     RetentionHold,
     SupportMessage,

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.trail import NewAuditEvent, append_audit_events
 from server.db.engine import Database
-from server.db.privacy_models import PrivacyRequest
+from server.db.models import PrivacyRequest
 from server.errors import HubError, RequestIdReused
 
 

@@ -16,8 +16,16 @@ from sqlalchemy import delete, select
 
 from server.audit.trail import NewAuditEvent, append_audit_events
 from server.db.engine import Database
-from server.db.models import DeliveryAttempt, Invoice, InvoiceState, ResultEvent
-from server.db.privacy_models import Account, AccountStatus, InvoiceAnnotation, RetentionHold
+from server.db.models import (
+    Account,
+    AccountStatus,
+    DeliveryAttempt,
+    Invoice,
+    InvoiceAnnotation,
+    InvoiceState,
+    ResultEvent,
+    RetentionHold,
+)
 from server.privacy.erasure import anonymise_account
 
 logger = logging.getLogger(__name__)

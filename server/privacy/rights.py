@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.engine import Database
-from server.db.privacy_models import PrivacyRequest
+from server.db.models import PrivacyRequest
 from server.privacy import consent, correction, erasure, export
 from server.privacy.consent import Closure, ConsentHistory, ConsentRecord
 from server.privacy.correction import CorrectionResult

@@ -16,8 +16,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Invoice, InvoiceState
-from server.db.privacy_models import Account
+from server.db.models import Account, Invoice, InvoiceState
 from server.errors import NotFound
 
 ACCOUNT_FIELDS = ("full_name", "email", "phone")

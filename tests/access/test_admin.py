@@ -18,8 +18,7 @@ from fbrhub.v1 import admin_service_pb2 as pb
 from fbrhub.v1 import admin_service_pb2_grpc, audit_service_pb2, audit_service_pb2_grpc
 from server.db import encryption as crypto
 from server.db.engine import Database
-from server.db.models import ApiKey, Tenant
-from server.db.privacy_models import Account, ConsentEvent
+from server.db.models import Account, ApiKey, ConsentEvent, Tenant
 from server.settings import DEVELOPMENT_FBR_TOKEN_KEY, Settings
 from tests.conftest import RoleKeys, make_role_keys, make_tenant
 

@@ -19,7 +19,7 @@ from server.api.authz import HUB_SERVICES, RPC_ROLES, hub_methods
 from server.app import Hub
 from server.audit.trail import SYSTEM_TENANT
 from server.db.engine import Database
-from server.db.privacy_models import AuditEvent
+from server.db.models import AuditEvent
 from tests.conftest import RoleKeys
 
 ROLES = ("erp", "privacy_officer", "auditor", "admin")

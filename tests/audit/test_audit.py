@@ -14,7 +14,7 @@ from fbrhub.v1 import audit_service_pb2_grpc
 from server.audit.trail import NewAuditEvent, append_audit_events, record_audit
 from server.audit.verify import verify_chain
 from server.db.engine import Database
-from server.db.privacy_models import AuditEvent
+from server.db.models import AuditEvent
 from tests.conftest import RoleKeys
 
 

@@ -190,7 +190,7 @@ async def test_expired_lease_becomes_in_doubt_not_queued(db: Database, tenant: T
     assert [(a.number, a.outcome) for a in attempts] == [(1, "in_doubt")]
     # The dead worker never recorded its claim in the audit trail; recovery does, from the
     # attempt row, so the trail still shows every state change.
-    from server.db.privacy_models import AuditEvent
+    from server.db.models import AuditEvent
 
     async with db.read() as session:
         trail = (
@@ -214,7 +214,7 @@ async def test_claimed_but_unsent_invoices_are_released_back_to_the_queue(
     # The forwarder holds a few claimed invoices ready; when it stops (or FBR's circuit
     # opens) before sending them, they go back to the queue with the attempt marked
     # not_sent, and an invoice whose lease another worker took over is left alone.
-    from server.db.privacy_models import AuditEvent
+    from server.db.models import AuditEvent
 
     notifier = Notifier()
     profile = await load_tenant(db, tenant.id)
@@ -354,7 +354,7 @@ async def test_every_state_change_is_in_the_audit_trail(
     db: Database,
 ) -> None:
     from server.audit.verify import verify_chain
-    from server.db.privacy_models import AuditEvent
+    from server.db.models import AuditEvent
 
     simulator.script(Fault.GATEWAY_5XX)
     (response,) = await submit(invoices, tenant, [proto_invoice("AUD-1")])

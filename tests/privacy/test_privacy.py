@@ -15,8 +15,7 @@ from fbrhub.v1 import admin_service_pb2, admin_service_pb2_grpc, privacy_service
 from fbrhub.v1 import privacy_service_pb2 as pb
 from server.audit.verify import verify_chain
 from server.db.engine import Database
-from server.db.models import Invoice, InvoiceState
-from server.db.privacy_models import Account, AccountStatus, SupportMessage
+from server.db.models import Account, AccountStatus, Invoice, InvoiceState, SupportMessage
 from server.privacy.retention import retention_cutoff, sweep
 from tests.conftest import RoleKeys, make_role_keys, make_tenant
 

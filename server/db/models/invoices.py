@@ -1,4 +1,5 @@
-"""The hub's tables, as typed SQLAlchemy 2 models.
+"""Tables of the invoice path: invoices (which are also the outbox), delivery attempts,
+result events, and FBR reference snapshots.
 
 Every table that holds tenant data is keyed by ``tenant_id`` first, so that every query can
 be scoped to one tenant and the schema is ready for partitioning by tenant. The outbox is
@@ -16,67 +17,21 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
-    TypeDecorator,
     UniqueConstraint,
     Uuid,
     text,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from server.db.encryption import EncryptedString
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
-BigIntId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class UtcDateTime(TypeDecorator[dt.datetime]):
-    """A timestamp that is always timezone-aware UTC in Python, on every backend.
-
-    SQLite has no timezone-aware type and hands back naive values; this puts UTC back on.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(dt.UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(
-        self, value: dt.datetime | None, dialect: Dialect
-    ) -> dt.datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-class Base(DeclarativeBase):
-    """Declarative base with named constraints (Alembic and SQLite need the names)."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+from server.db.models.base import Base, BigIntId, UtcDateTime
 
 
 class InvoiceState(StrEnum):
-    """Lifecycle of an invoice at the hub (DESIGN.md §3); values are stored as text."""
+    """Lifecycle of an invoice at the hub; values are stored as text."""
 
     REJECTED_LOCAL = "REJECTED_LOCAL"
     QUEUED = "QUEUED"
@@ -86,55 +41,6 @@ class InvoiceState(StrEnum):
     REJECTED_FBR = "REJECTED_FBR"
     IN_DOUBT = "IN_DOUBT"
     CANCELLED = "CANCELLED"
-
-
-class FbrEnvironment(StrEnum):
-    """Which FBR environment a tenant's token belongs to."""
-
-    SANDBOX = "sandbox"
-    PRODUCTION = "production"
-
-
-class Tenant(Base):
-    """A seller using the hub: its FBR registration and credentials."""
-
-    __tablename__ = "tenants"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    seller_ntn_cnic: Mapped[str] = mapped_column(String(13))
-    business_name: Mapped[str] = mapped_column(String(200))
-    province: Mapped[str] = mapped_column(String(64))
-    address: Mapped[str] = mapped_column(String(300))
-    fbr_environment: Mapped[str] = mapped_column(String(16))
-    # Which FBR API the tenant's invoices go to: "di" (Digital Invoicing) or "pos" (IMS).
-    channel: Mapped[str] = mapped_column(String(8), default="di", server_default="di")
-    # POS channel only: the POSID FBR registered for the tenant's point of sale.
-    pos_id: Mapped[str | None] = mapped_column(String(20), nullable=True)
-    # Sandbox only: the scenarios (SN001...) FBR assigned to the seller, comma-separated;
-    # NULL means all of them.
-    assigned_scenarios: Mapped[str | None] = mapped_column(String(300), nullable=True)
-    # Encrypted at rest (server.db.encryption); the attribute holds the plain token.
-    fbr_token: Mapped[str] = mapped_column(EncryptedString(1024))
-    # Last sequence number handed to a result event of this tenant. Incremented under the
-    # row lock of the transaction that writes the events, so sequence order = commit order
-    # and a follower reading "seq > cursor" can never skip an event committed late.
-    result_seq: Mapped[int] = mapped_column(BigInteger, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-
-
-class ApiKey(Base):
-    """An API key of a tenant. Only a SHA-256 of the secret part is stored."""
-
-    __tablename__ = "api_keys"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
-    key_id: Mapped[str] = mapped_column(String(32), unique=True)
-    secret_sha256: Mapped[str] = mapped_column(String(64))
-    role: Mapped[str] = mapped_column(String(32))
-    name: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 # Invoices waiting for a delivery attempt (the claimable ones).
