@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.access.api_keys import ROLES, new_api_key_row
 from server.audit.trail import NewAuditEvent, append_audit_events
+from server.clock import utcnow
 from server.db.engine import Database
 from server.db.models import Account, AccountStatus, ApiKey, ConsentEvent, Tenant
 from server.errors import ApiKeyRevoked, InvalidField, NotFound, UsernameTaken
@@ -45,11 +46,6 @@ class Actor:
             request_id=self.request_id,
             details=details,
         )
-
-
-def utcnow() -> dt.datetime:
-    """The current time, timezone-aware UTC."""
-    return dt.datetime.now(dt.UTC)
 
 
 async def create_key(db: Database, actor: Actor, *, role: str, name: str) -> tuple[ApiKey, str]:

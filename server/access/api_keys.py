@@ -7,7 +7,6 @@ secret is 256 random bits, so there is nothing to brute-force, and the check run
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from server.clock import utcnow
 from server.db.engine import Database
 from server.db.models import ApiKey, FbrEnvironment, Tenant
 
@@ -62,11 +62,6 @@ def parse_api_key(token: str) -> tuple[str, str] | None:
     if not sep or not key_id or not secret or len(key_id) > 32:
         return None
     return key_id, secret
-
-
-def utcnow() -> dt.datetime:
-    """The current time, timezone-aware UTC."""
-    return dt.datetime.now(dt.UTC)
 
 
 async def create_tenant(

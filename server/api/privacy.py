@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -16,6 +16,7 @@ from server.api.convert.common import timestamp
 from server.api.interceptor import current_caller
 from server.api.limits import check_lengths, page_size
 from server.api.tokens import PageTokens, TokenCodec, aware_time, short_text
+from server.clock import Clock, utcnow
 from server.db.engine import Database
 from server.db.models import PrivacyRequest
 from server.errors import InvalidField, NotFound
@@ -125,7 +126,7 @@ class PrivacyService(privacy_service_pb2_grpc.PrivacyServiceServicer):
         tokens: TokenCodec,
         settings: Settings,
         *,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = utcnow,
     ) -> None:
         self._rights = PrivacyRights(
             db,

@@ -27,6 +27,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.clock import utcnow
 from server.db.bulk import insert_rows
 from server.db.engine import Database
 from server.db.models import AuditChainHead, AuditEvent
@@ -147,7 +148,7 @@ async def append_audit_events(
     """
     if not events:
         return
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     event_time = now.astimezone(dt.UTC).isoformat()
     trace_id = current_trace_id()
     by_tenant: dict[uuid.UUID, list[NewAuditEvent]] = defaultdict(list)

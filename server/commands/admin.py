@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from server.clock import utcnow
 from server.db.engine import Database
 from server.settings import Settings
 
@@ -111,7 +112,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "retention":
             from server.privacy.retention import sweep
 
-            now = dt.datetime.fromisoformat(args.as_of) if args.as_of else dt.datetime.now(dt.UTC)
+            now = dt.datetime.fromisoformat(args.as_of) if args.as_of else utcnow()
             if now.tzinfo is None:
                 now = now.replace(tzinfo=dt.UTC)
             report = await sweep(db, retention_years=settings.retention_years, now=now)

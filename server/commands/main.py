@@ -66,11 +66,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    import datetime as dt
 
     from rich.console import Console
     from rich.table import Table
 
+    from server.clock import utcnow
     from server.db.engine import Database
     from server.invoices.monitor import latest_circuit_alerts, queue_health
 
@@ -79,7 +79,7 @@ async def _status(args: argparse.Namespace) -> int:
     db = Database(settings.database_url)
     try:
         async with db.read("cli.status") as session:
-            health = await queue_health(session, dt.datetime.now(dt.UTC), stuck_after)
+            health = await queue_health(session, utcnow(), stuck_after)
             circuits = await latest_circuit_alerts(session)
     finally:
         await db.dispose()

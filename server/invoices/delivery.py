@@ -26,10 +26,10 @@ from clients.fbr.payload import to_fbr_json
 from clients.fbr.pos.payload import to_ims_json
 from clients.fbr.responses import DeliveryOutcome, OutcomeKind
 from server.access.tenants import TenantProfile
+from server.clock import utcnow
 from server.db.engine import Database
 from server.db.notify import Notifier
 from server.invoices.claims import Claimed
-from server.invoices.clock import utcnow
 from server.invoices.forwarder_config import ForwarderConfig
 from server.invoices.intake import INVOICES_TOPIC
 from server.invoices.outbox import Outbox

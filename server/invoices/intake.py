@@ -30,11 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clients.fbr.payload import NormalisedInvoice
 from server.access.tenants import TenantProfile
 from server.audit.trail import NewAuditEvent, append_audit_events, audit_topic, invoice_event
+from server.clock import utcnow
 from server.db.engine import Database
 from server.db.models import Invoice, InvoiceState
 from server.db.notify import Notifier, publish
 from server.errors import FieldProblem
-from server.invoices.clock import utcnow
 from server.invoices.reference_data import ReferenceStore
 from server.invoices.storage import (
     Candidate,

@@ -23,10 +23,10 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.clock import utcnow
 from server.db.engine import Database
 from server.db.models import Invoice, InvoiceState, ResultEvent
 from server.db.notify import Notifier
-from server.invoices.clock import utcnow
 from server.invoices.intake import PENDING_STATES
 from server.invoices.pacing import BreakerChange, CircuitState
 from server.invoices.results import NewResult, ResultKind, append_results, results_topic

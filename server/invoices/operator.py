@@ -24,11 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clients.fbr.payload import NormalisedInvoice
 from server.access.tenants import TenantProfile
 from server.audit.trail import append_audit_events, invoice_event
+from server.clock import utcnow
 from server.db.engine import Database
 from server.db.models import DeliveryAttempt, Invoice, InvoiceState
 from server.db.notify import Notifier, publish
 from server.errors import InvalidField, InvoiceStateConflict, NotFound
-from server.invoices.clock import utcnow
 from server.invoices.intake import INVOICES_TOPIC, Ingestor, content_sha256
 from server.invoices.results import NewResult, ResultKind, append_results, results_topic
 

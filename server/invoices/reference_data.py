@@ -24,9 +24,9 @@ from clients.fbr.refdata.snapshot import (
     merge_snapshots,
     seed_reference_data,
 )
+from server.clock import utcnow
 from server.db.engine import Database
 from server.db.models import Invoice, ReferenceSnapshot
-from server.invoices.clock import utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 
 from server.audit.trail import NewAuditEvent, append_audit_events
+from server.clock import Clock, utcnow
 from server.db.engine import Database
 from server.db.models import (
     Account,
@@ -148,7 +148,7 @@ async def run_periodically(
     *,
     retention_years: int,
     interval_seconds: float,
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    clock: Clock = utcnow,
     stop: asyncio.Event,
 ) -> None:
     """Sweep every ``interval_seconds`` until ``stop`` is set; a failed sweep is retried."""
