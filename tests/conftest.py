@@ -25,6 +25,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from clients.fbr_simulator import FbrSimulator, TokenGrant
 from fbrhub.v1 import invoice_service_pb2_grpc
 from server.access.api_keys import create_api_key, create_tenant
+from server.access.roles import Role
 from server.app import Hub, start_hub
 from server.db.engine import Database
 from server.db.migrate import upgrade
@@ -223,7 +224,7 @@ class RoleKeys:
 async def make_role_keys(db: Database, tenant_id: uuid.UUID) -> RoleKeys:
     """Create a key of every role for a tenant."""
     keys = {}
-    for role in ("erp", "privacy_officer", "auditor", "admin"):
+    for role in Role:
         _, keys[role] = await create_api_key(db, tenant_id, role=role, name=f"test {role}")
     return RoleKeys(tenant_id, keys)
 

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.access.api_keys import ROLES, new_api_key_row
+from server.access.api_keys import new_api_key_row
+from server.access.roles import Role
 from server.audit.trail import NewAuditEvent, append_audit_events
 from server.clock import utcnow
 from server.db.engine import Database
@@ -48,7 +49,7 @@ class Actor:
         )
 
 
-async def create_key(db: Database, actor: Actor, *, role: str, name: str) -> tuple[ApiKey, str]:
+async def create_key(db: Database, actor: Actor, *, role: Role, name: str) -> tuple[ApiKey, str]:
     """Create an API key; returns its row and the full key (shown once)."""
     row, token = new_api_key_row(actor.tenant_id, role=role, name=name)
     async with db.write("apikey.create") as session:
@@ -127,7 +128,7 @@ async def create_account(
     email: str,
     phone: str,
     password: str,
-    role: str,
+    role: Role,
     consents: Sequence[tuple[str, bool]],
     bcrypt_rounds: int,
 ) -> uuid.UUID:
@@ -140,8 +141,6 @@ async def create_account(
         raise InvalidField("email", "email must be an e-mail address")
     if not 12 <= len(password) <= 128:
         raise InvalidField("password", "password must be 12 to 128 characters")
-    if role not in ROLES:
-        raise InvalidField("role", "role is required")
     password_hash = await hash_password(password, bcrypt_rounds)
     now = utcnow()
     account = Account(

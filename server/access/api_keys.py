@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from server.access.roles import Role
 from server.clock import utcnow
 from server.db.engine import Database
 from server.db.models import ApiKey, FbrEnvironment, Tenant
 
 KEY_PREFIX = "fbrhub"
-ROLES = frozenset({"erp", "privacy_officer", "auditor", "admin"})
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Caller:
     """
 
     tenant_id: uuid.UUID
-    role: str
+    role: Role
     key_id: str
 
 
@@ -46,7 +46,7 @@ class NewApiKey:
     key_id: str
     secret: str
     tenant_id: uuid.UUID
-    role: str
+    role: Role
 
 
 def _sha256(secret: str) -> str:
@@ -114,7 +114,7 @@ async def create_tenant(
 
 
 async def create_api_key(
-    db: Database, tenant_id: uuid.UUID, *, role: str = "erp", name: str = ""
+    db: Database, tenant_id: uuid.UUID, *, role: Role | str = Role.ERP, name: str = ""
 ) -> tuple[NewApiKey, str]:
     """Create an API key; returns the key and the full token to hand over (shown once)."""
     row, token = new_api_key_row(tenant_id, role=role, name=name)
@@ -123,13 +123,12 @@ async def create_api_key(
             raise LookupError("tenant not found")
         session.add(row)
     secret = token.removeprefix(f"{KEY_PREFIX}_{row.key_id}_")
-    return NewApiKey(row.key_id, secret, tenant_id, role), token
+    return NewApiKey(row.key_id, secret, tenant_id, Role(role)), token
 
 
-def new_api_key_row(tenant_id: uuid.UUID, *, role: str, name: str) -> tuple[ApiKey, str]:
+def new_api_key_row(tenant_id: uuid.UUID, *, role: Role | str, name: str) -> tuple[ApiKey, str]:
     """A new key's row (to add to a session) and the full token to hand over once."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {sorted(ROLES)}")
+    role = Role(role)
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     row = ApiKey(
@@ -173,6 +172,6 @@ class ApiKeyVerifier:
             return None
         if not hmac.compare_digest(row.secret_sha256, digest):
             return None
-        caller = Caller(tenant_id=row.tenant_id, role=row.role, key_id=key_id)
+        caller = Caller(tenant_id=row.tenant_id, role=Role(row.role), key_id=key_id)
         self._cache[key_id] = (row.secret_sha256, caller, now + self._cache_seconds)
         return caller

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -10,6 +11,7 @@ import grpc
 from fbrhub.v1 import admin_service_pb2, admin_service_pb2_grpc
 from server.access import accounts
 from server.access.api_keys import ApiKeyVerifier
+from server.access.roles import Role
 from server.api.convert.common import timestamp
 from server.api.interceptor import current_caller
 from server.api.limits import check_lengths, page_size
@@ -19,13 +21,15 @@ from server.db.models import ApiKey
 from server.errors import InvalidField
 from server.settings import Settings
 
-ROLE_NAMES = {
-    admin_service_pb2.ROLE_ERP: "erp",
-    admin_service_pb2.ROLE_PRIVACY_OFFICER: "privacy_officer",
-    admin_service_pb2.ROLE_AUDITOR: "auditor",
-    admin_service_pb2.ROLE_ADMIN: "admin",
+# Role <-> protobuf Role by name (Role.AUDITOR is ROLE_AUDITOR), so that a role missing
+# from the proto fails at import rather than on the first call that uses it.
+ROLE_FROM_PROTO: Mapping[admin_service_pb2.Role.ValueType, Role] = {
+    admin_service_pb2.Role.Value(f"ROLE_{role.name}"): role for role in Role
 }
-ROLE_VALUES = {name: value for value, name in ROLE_NAMES.items()}
+# Keyed by the stored role name, which is what a row's ``role`` holds.
+ROLE_TO_PROTO: Mapping[str, admin_service_pb2.Role.ValueType] = {
+    role.value: value for value, role in ROLE_FROM_PROTO.items()
+}
 PURPOSE_NAMES = {
     admin_service_pb2.CONSENT_PURPOSE_MARKETING: "marketing",
     admin_service_pb2.CONSENT_PURPOSE_ANALYTICS: "analytics",
@@ -35,18 +39,19 @@ PURPOSE_NAMES = {
 PURPOSE_VALUES = {name: value for value, name in PURPOSE_NAMES.items()}
 
 
-def role_name(value: int, path: str = "role") -> str:
-    """The stored role name of a Role enum value; INVALID_ARGUMENT when unset."""
-    if value not in ROLE_NAMES:
+def role_of(value: admin_service_pb2.Role.ValueType, path: str = "role") -> Role:
+    """The role of a protobuf Role value; INVALID_ARGUMENT when unset or unknown."""
+    role = ROLE_FROM_PROTO.get(value)
+    if role is None:
         raise InvalidField(path, "role is required")
-    return ROLE_NAMES[value]  # type: ignore[index]
+    return role
 
 
 def key_to_proto(row: ApiKey) -> admin_service_pb2.ApiKey:
     """An API key row as protobuf (never the hash)."""
     return admin_service_pb2.ApiKey(
         key_id=row.key_id,
-        role=ROLE_VALUES.get(row.role, admin_service_pb2.ROLE_UNSPECIFIED),
+        role=ROLE_TO_PROTO.get(row.role, admin_service_pb2.ROLE_UNSPECIFIED),
         name=row.name,
         create_time=timestamp(row.created_at),
         revoke_time=timestamp(row.revoked_at),
@@ -82,7 +87,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
     ) -> admin_service_pb2.CreateApiKeyResponse:
         check_lengths(request, name=100, request_id=64)
         row, token = await accounts.create_key(
-            self._db, actor(request.request_id), role=role_name(request.role), name=request.name
+            self._db, actor(request.request_id), role=role_of(request.role), name=request.name
         )
         return admin_service_pb2.CreateApiKeyResponse(api_key=key_to_proto(row), secret=token)
 
@@ -153,7 +158,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
             email=request.email,
             phone=request.phone,
             password=request.password,
-            role=role_name(request.role),
+            role=role_of(request.role),
             consents=consents,
             bcrypt_rounds=self._settings.password_bcrypt_rounds,
         )

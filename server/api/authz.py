@@ -16,12 +16,7 @@ from fbrhub.v1 import (
     invoice_service_pb2,
     privacy_service_pb2,
 )
-
-ERP = "erp"
-PRIVACY_OFFICER = "privacy_officer"
-AUDITOR = "auditor"
-ADMIN = "admin"
-ROLES = frozenset({ERP, PRIVACY_OFFICER, AUDITOR, ADMIN})
+from server.access.roles import Role
 
 INVOICE_SERVICE = invoice_service_pb2.DESCRIPTOR.services_by_name["InvoiceService"]
 PRIVACY_SERVICE = privacy_service_pb2.DESCRIPTOR.services_by_name["PrivacyService"]
@@ -29,23 +24,23 @@ AUDIT_SERVICE = audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"]
 ADMIN_SERVICE = admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"]
 
 
-def _every_method(service: ServiceDescriptor, *roles: str) -> dict[str, frozenset[str]]:
+def _every_method(service: ServiceDescriptor, *roles: Role) -> dict[str, frozenset[Role]]:
     return {f"/{service.full_name}/{m.name}": frozenset(roles) for m in service.methods}
 
 
 # Full gRPC method name -> roles allowed to call it. Per-RPC exceptions go after the
 # service-wide entries (a later key overrides an earlier one).
-RPC_ROLES: Mapping[str, frozenset[str]] = {
-    **_every_method(INVOICE_SERVICE, ERP, ADMIN),
-    **_every_method(PRIVACY_SERVICE, PRIVACY_OFFICER),
-    **_every_method(AUDIT_SERVICE, AUDITOR, ADMIN),
-    **_every_method(ADMIN_SERVICE, ADMIN),
+RPC_ROLES: Mapping[str, frozenset[Role]] = {
+    **_every_method(INVOICE_SERVICE, Role.ERP, Role.ADMIN),
+    **_every_method(PRIVACY_SERVICE, Role.PRIVACY_OFFICER),
+    **_every_method(AUDIT_SERVICE, Role.AUDITOR, Role.ADMIN),
+    **_every_method(ADMIN_SERVICE, Role.ADMIN),
 }
 
 HUB_SERVICES = (INVOICE_SERVICE, PRIVACY_SERVICE, AUDIT_SERVICE, ADMIN_SERVICE)
 
 
-def is_allowed(method: str, role: str) -> bool:
+def is_allowed(method: str, role: Role) -> bool:
     """True if a key with ``role`` may call ``method`` (``/package.Service/Method``)."""
     return role in RPC_ROLES.get(method, frozenset())
 

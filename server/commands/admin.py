@@ -16,12 +16,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from server.access.roles import Role
 from server.clock import utcnow
 from server.db.engine import Database
 from server.settings import Settings
 
 COMMANDS = frozenset({"account", "retention", "secrets"})
-ROLE_CHOICES = ["erp", "privacy_officer", "auditor", "admin"]
+ROLE_CHOICES = [role.value for role in Role]
 
 
 def add_commands(commands: Any, apikey: Any) -> None:
@@ -103,7 +104,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 email=args.email,
                 phone=args.phone,
                 password=password,
-                role=args.role,
+                role=Role(args.role),
                 consents=(),
                 bcrypt_rounds=settings.password_bcrypt_rounds,
             )

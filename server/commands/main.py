@@ -54,9 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     key = apikey.add_parser("create", help="create an API key; prints it once")
     key.add_argument("--tenant", required=True, help="tenant id")
-    key.add_argument(
-        "--role", default="erp", choices=["erp", "privacy_officer", "auditor", "admin"]
-    )
+    key.add_argument("--role", default="erp", choices=cli_governance.ROLE_CHOICES)
     key.add_argument("--name", default="", help="a label for the key")
     cli_governance.add_commands(commands, apikey)
 

@@ -16,6 +16,8 @@ from cryptography.fernet import Fernet
 
 from fbrhub.v1 import admin_service_pb2 as pb
 from fbrhub.v1 import admin_service_pb2_grpc, audit_service_pb2, audit_service_pb2_grpc
+from server.access.roles import Role
+from server.api.admin import ROLE_FROM_PROTO, ROLE_TO_PROTO
 from server.db import encryption as crypto
 from server.db.engine import Database
 from server.db.models import Account, ApiKey, ConsentEvent, Tenant
@@ -250,3 +252,9 @@ async def test_cli_manages_keys_accounts_retention_and_secrets(tmp_path: Path) -
     assert uuid.UUID(account)
     assert "anonymised 0 accounts" in await run("retention", "run")
     assert "re-encrypted 1 FBR tokens" in await run("secrets", "rotate")
+
+
+def test_every_role_maps_to_a_protobuf_role_and_back() -> None:
+    assert set(ROLE_FROM_PROTO) == set(pb.Role.values()) - {pb.ROLE_UNSPECIFIED}
+    for role in Role:
+        assert ROLE_FROM_PROTO[ROLE_TO_PROTO[role]] is role

@@ -15,6 +15,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from sqlalchemy import select
 
+from server.access.roles import Role
 from server.api.authz import HUB_SERVICES, RPC_ROLES, hub_methods
 from server.app import Hub
 from server.audit.trail import SYSTEM_TENANT
@@ -22,7 +23,6 @@ from server.db.engine import Database
 from server.db.models import AuditEvent
 from tests.conftest import RoleKeys
 
-ROLES = ("erp", "privacy_officer", "auditor", "admin")
 EXPECTED = {
     "fbrhub.v1.InvoiceService": {"erp", "admin"},
     "fbrhub.v1.PrivacyService": {"privacy_officer"},
@@ -88,7 +88,7 @@ async def test_every_rpc_with_every_role_and_without_a_key(
         assert code == grpc.StatusCode.UNAUTHENTICATED, (method.name, "no key", code)
         bad = (("authorization", "Bearer fbrhub_0000_not-a-key"),)
         assert await call_rpc(gov_channel, method, bad) == grpc.StatusCode.UNAUTHENTICATED
-        for role in ROLES:
+        for role in Role:
             code = await call_rpc(gov_channel, method, role_keys.metadata(role))
             outcomes[(method.name, role)] = code
             if role in EXPECTED[service]:
