@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from server.audit.trail import NewAuditEvent, record_audit
 from server.commands import admin as cli_governance
+from server.errors import HubError
 from server.observability.telemetry import configure_logging, configure_metrics, configure_tracing
 from server.settings import get_settings
 
@@ -243,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_apikey_create(args))
         if args.command == "apikey" or args.command in cli_governance.COMMANDS:
             return cli_governance.run(args, settings)
-    except (ValueError, LookupError) as exc:
+    except (HubError, ValueError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 2
