@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from bench.workload import FBR_TOKEN, SELLER, bench_invoice, to_proto
 from fbrhub.v1 import invoice_service_pb2
-from server.access.api_keys import create_api_key, create_tenant
+from server.access.api_keys import create_api_key
+from server.access.tenants import create_tenant
 from server.db.engine import Database
 from server.db.migrate import upgrade
 from server.processes import ChildProcess, spawn_simulator

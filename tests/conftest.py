@@ -24,8 +24,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from clients.fbr_simulator import FbrSimulator, TokenGrant
 from fbrhub.v1 import invoice_service_pb2_grpc
-from server.access.api_keys import create_api_key, create_tenant
+from server.access.api_keys import create_api_key
 from server.access.roles import Role
+from server.access.tenants import create_tenant
 from server.app import Hub, start_hub
 from server.db.engine import Database
 from server.db.migrate import upgrade

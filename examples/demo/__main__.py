@@ -48,7 +48,8 @@ from examples.demo.plan import (
 from examples.demo.report import NEXT_STEPS, report
 from examples.demo.stream import Tally, cross_check, stream_invoices
 from fbrhub.v1 import invoice_pb2
-from server.access.api_keys import create_api_key, create_tenant
+from server.access.api_keys import create_api_key
+from server.access.tenants import create_tenant
 from server.db.engine import Database
 from server.db.migrate import upgrade
 from server.processes import ChildFailed, ChildProcess, spawn_hub, spawn_simulator

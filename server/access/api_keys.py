@@ -1,52 +1,37 @@
-"""Tenants and API keys: creation, key hashing and lookup.
+"""API keys: their format and hashing, their verification, and their audited lifecycle.
 
 An API key looks like ``fbrhub_<key id>_<secret>``. The key id is stored in clear to find
 the row; only the SHA-256 of the secret is stored. SHA-256 (not bcrypt) is right here: the
 secret is 256 random bits, so there is nothing to brute-force, and the check runs on every RPC.
+
+Keys are created, rotated and revoked only through this module, by the AdminService and
+the command line alike; each act is audited in the same transaction as the change.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.access.actor import SETUP, Actor
 from server.access.roles import Role
+from server.audit.trail import append_audit_events
 from server.clock import utcnow
 from server.db.engine import Database
-from server.db.models import ApiKey, FbrEnvironment, Tenant
+from server.db.models import ApiKey, Tenant
+from server.errors import ApiKeyRevoked, NotFound
 
 KEY_PREFIX = "fbrhub"
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: the tenant and role of the API key used.
-
-    Attributes:
-        tenant_id: the key's tenant; every query of the call is scoped to it.
-        role: the key's role.
-        key_id: the public id of the key (safe to log).
-    """
-
-    tenant_id: uuid.UUID
-    role: Role
-    key_id: str
-
-
-@dataclass(frozen=True)
-class NewApiKey:
-    """A freshly created key. ``secret`` is shown once and never stored."""
-
-    key_id: str
-    secret: str
-    tenant_id: uuid.UUID
-    role: Role
+# --- the key format ----------------------------------------------------------------------------
 
 
 def _sha256(secret: str) -> str:
@@ -64,71 +49,8 @@ def parse_api_key(token: str) -> tuple[str, str] | None:
     return key_id, secret
 
 
-async def create_tenant(
-    db: Database,
-    *,
-    seller_ntn_cnic: str,
-    business_name: str,
-    province: str,
-    address: str,
-    fbr_environment: str,
-    fbr_token: str,
-    channel: str = "di",
-    pos_id: str = "",
-    assigned_scenarios: Iterable[str] | None = None,
-) -> uuid.UUID:
-    """Create a tenant and return its id.
-
-    Args:
-        channel: ``di`` (Digital Invoicing) or ``pos`` (IMS fiscal, needs ``pos_id``).
-        assigned_scenarios: sandbox scenarios FBR assigned to the seller (None: all).
-    """
-    if fbr_environment not in {e.value for e in FbrEnvironment}:
-        raise ValueError("fbr_environment must be 'sandbox' or 'production'")
-    if not (seller_ntn_cnic.isdigit() and len(seller_ntn_cnic) in (7, 13)):
-        raise ValueError("seller NTN/CNIC must be 7 or 13 digits")
-    if channel not in ("di", "pos"):
-        raise ValueError("channel must be 'di' or 'pos'")
-    if channel == "pos" and not pos_id.isdigit():
-        raise ValueError("a POS tenant needs its numeric POSID")
-    scenarios = sorted({s.strip().upper() for s in assigned_scenarios or () if s.strip()})
-    if any(not (len(s) == 5 and s.startswith("SN0") and s[2:].isdigit()) for s in scenarios):
-        raise ValueError("scenarios look like SN001 ... SN028")
-    tenant = Tenant(
-        id=uuid.uuid4(),
-        seller_ntn_cnic=seller_ntn_cnic,
-        business_name=business_name,
-        province=province,
-        address=address,
-        fbr_environment=fbr_environment,
-        fbr_token=fbr_token,
-        channel=channel,
-        pos_id=pos_id or None,
-        assigned_scenarios=",".join(scenarios) if assigned_scenarios is not None else None,
-        result_seq=0,
-        created_at=utcnow(),
-    )
-    async with db.write("tenant.create") as session:
-        session.add(tenant)
-    return tenant.id
-
-
-async def create_api_key(
-    db: Database, tenant_id: uuid.UUID, *, role: Role | str = Role.ERP, name: str = ""
-) -> tuple[NewApiKey, str]:
-    """Create an API key; returns the key and the full token to hand over (shown once)."""
-    row, token = new_api_key_row(tenant_id, role=role, name=name)
-    async with db.write("apikey.create") as session:
-        if await session.get(Tenant, tenant_id) is None:
-            raise LookupError("tenant not found")
-        session.add(row)
-    secret = token.removeprefix(f"{KEY_PREFIX}_{row.key_id}_")
-    return NewApiKey(row.key_id, secret, tenant_id, Role(role)), token
-
-
-def new_api_key_row(tenant_id: uuid.UUID, *, role: Role | str, name: str) -> tuple[ApiKey, str]:
-    """A new key's row (to add to a session) and the full token to hand over once."""
-    role = Role(role)
+def _new_key(tenant_id: uuid.UUID, role: Role, name: str) -> tuple[ApiKey, str]:
+    """A new key's row (to add to a session) and the full key to hand over once."""
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     row = ApiKey(
@@ -136,11 +58,29 @@ def new_api_key_row(tenant_id: uuid.UUID, *, role: Role | str, name: str) -> tup
         tenant_id=tenant_id,
         key_id=key_id,
         secret_sha256=_sha256(secret),
-        role=role,
+        role=role.value,
         name=name,
         created_at=utcnow(),
     )
     return row, f"{KEY_PREFIX}_{key_id}_{secret}"
+
+
+# --- verification ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the tenant and role of the API key used.
+
+    Attributes:
+        tenant_id: the key's tenant; every query of the call is scoped to it.
+        role: the key's role.
+        key_id: the public id of the key (safe to log).
+    """
+
+    tenant_id: uuid.UUID
+    role: Role
+    key_id: str
 
 
 class ApiKeyVerifier:
@@ -175,3 +115,111 @@ class ApiKeyVerifier:
         caller = Caller(tenant_id=row.tenant_id, role=Role(row.role), key_id=key_id)
         self._cache[key_id] = (row.secret_sha256, caller, now + self._cache_seconds)
         return caller
+
+
+# --- the lifecycle -----------------------------------------------------------------------------
+
+
+async def create_api_key(
+    db: Database,
+    tenant_id: uuid.UUID,
+    *,
+    role: Role | str = Role.ERP,
+    name: str = "",
+    actor: Actor = SETUP,
+) -> tuple[ApiKey, str]:
+    """Create an API key of a tenant, audited as ``apikey.create``.
+
+    Returns:
+        The key's row, and the full key to hand over (shown once, never stored).
+
+    Raises:
+        ValueError: ``role`` is not a :class:`Role`.
+        NotFound: no such tenant.
+    """
+    row, token = _new_key(tenant_id, Role(role), name)
+    async with db.write("apikey.create") as session:
+        if await session.scalar(select(Tenant.id).where(Tenant.id == tenant_id)) is None:
+            raise NotFound("tenant")
+        session.add(row)
+        await append_audit_events(
+            session,
+            [actor.event(tenant_id, "apikey.create", f"apikeys/{row.key_id}", role=row.role)],
+        )
+    return row, token
+
+
+async def list_api_keys(
+    db: Database,
+    tenant_id: uuid.UUID,
+    *,
+    after: tuple[dt.datetime, str] | None = None,
+    limit: int,
+) -> list[ApiKey]:
+    """A tenant's keys, oldest first, after a (created_at, key_id) position if given."""
+    query = select(ApiKey).where(ApiKey.tenant_id == tenant_id)
+    if after is not None:
+        created_at, key_id = after
+        query = query.where(
+            (ApiKey.created_at > created_at)
+            | ((ApiKey.created_at == created_at) & (ApiKey.key_id > key_id))
+        )
+    async with db.read("apikey.list") as session:
+        rows = await session.scalars(query.order_by(ApiKey.created_at, ApiKey.key_id).limit(limit))
+        return list(rows)
+
+
+async def _locked_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: str) -> ApiKey:
+    """A tenant's key, locked until commit; NotFound also for another tenant's key."""
+    row = await session.scalar(
+        select(ApiKey)
+        .where(ApiKey.tenant_id == tenant_id, ApiKey.key_id == key_id)
+        .with_for_update()
+    )
+    if row is None:
+        raise NotFound("api key")
+    return row
+
+
+async def rotate_api_key(
+    db: Database, tenant_id: uuid.UUID, key_id: str, *, actor: Actor
+) -> tuple[ApiKey, str, ApiKey]:
+    """Replace a key by a new one with the same role and name, audited as ``apikey.rotate``.
+
+    Returns:
+        The new key's row, the full new key (shown once), and the old key's row, now revoked.
+
+    Raises:
+        NotFound: no such key in the tenant.
+        ApiKeyRevoked: the key is already revoked.
+    """
+    async with db.write("apikey.rotate") as session:
+        old = await _locked_key(session, tenant_id, key_id)
+        if old.revoked_at is not None:
+            raise ApiKeyRevoked("the key is already revoked")
+        new, token = _new_key(tenant_id, Role(old.role), old.name)
+        old.revoked_at = utcnow()
+        session.add(new)
+        await append_audit_events(
+            session,
+            [actor.event(tenant_id, "apikey.rotate", f"apikeys/{key_id}", replaced_by=new.key_id)],
+        )
+    return new, token, old
+
+
+async def revoke_api_key(
+    db: Database, tenant_id: uuid.UUID, key_id: str, *, actor: Actor
+) -> ApiKey:
+    """Revoke a key, audited as ``apikey.revoke`` (revoking a revoked key changes nothing).
+
+    Raises:
+        NotFound: no such key in the tenant.
+    """
+    async with db.write("apikey.revoke") as session:
+        row = await _locked_key(session, tenant_id, key_id)
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+        await append_audit_events(
+            session, [actor.event(tenant_id, "apikey.revoke", f"apikeys/{key_id}")]
+        )
+    return row

@@ -1,12 +1,24 @@
-"""The tenant profile that ingest and delivery need, loaded once per stream or batch."""
+"""Tenants: creating one, its FBR credential, and the profile ingest and delivery load.
+
+A tenant is a seller using the hub: its FBR registration (NTN/CNIC, business name,
+province, address), which FBR environment and API its invoices go to, and its FBR token
+(stored encrypted by the column type). Creating a tenant and replacing its token are
+audited in the same transaction as the change.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from server.access.actor import SETUP, Actor
+from server.audit.trail import append_audit_events
+from server.clock import utcnow
 from server.db.engine import Database
-from server.db.models import Tenant
+from server.db.models import FbrEnvironment, Tenant
+from server.errors import InvalidField, NotFound
 
 
 @dataclass(frozen=True)
@@ -72,3 +84,101 @@ async def load_tenant(db: Database, tenant_id: uuid.UUID) -> TenantProfile | Non
     async with db.read("tenant.load") as session:
         row = await session.get(Tenant, tenant_id)
     return TenantProfile.from_row(row) if row is not None else None
+
+
+def _checked_scenarios(assigned_scenarios: Iterable[str] | None) -> str | None:
+    """The stored form of the assigned scenarios (comma-separated, sorted; None: all)."""
+    if assigned_scenarios is None:
+        return None
+    scenarios = sorted({s.strip().upper() for s in assigned_scenarios if s.strip()})
+    if any(not (len(s) == 5 and s.startswith("SN0") and s[2:].isdigit()) for s in scenarios):
+        raise ValueError("scenarios look like SN001 ... SN028")
+    return ",".join(scenarios)
+
+
+async def create_tenant(
+    db: Database,
+    *,
+    seller_ntn_cnic: str,
+    business_name: str,
+    province: str,
+    address: str,
+    fbr_environment: str,
+    fbr_token: str,
+    channel: str = "di",
+    pos_id: str = "",
+    assigned_scenarios: Iterable[str] | None = None,
+    actor: Actor = SETUP,
+) -> uuid.UUID:
+    """Create a tenant, audited as ``tenant.create``, and return its id.
+
+    Args:
+        db: the hub's database.
+        seller_ntn_cnic: the seller's NTN (7 digits) or CNIC (13 digits).
+        business_name: seller business name.
+        province: seller province (FBR's exact name).
+        address: seller address.
+        fbr_environment: ``sandbox`` or ``production``.
+        fbr_token: the FBR (PRAL) security token; stored encrypted.
+        channel: ``di`` (Digital Invoicing) or ``pos`` (IMS fiscal, needs ``pos_id``).
+        pos_id: the POSID, for the POS channel.
+        assigned_scenarios: sandbox scenarios FBR assigned to the seller (None: all).
+        actor: who creates the tenant.
+
+    Raises:
+        ValueError: a value the hub cannot take (the message names it, not its value).
+    """
+    if fbr_environment not in {e.value for e in FbrEnvironment}:
+        raise ValueError("fbr_environment must be 'sandbox' or 'production'")
+    if not (seller_ntn_cnic.isdigit() and len(seller_ntn_cnic) in (7, 13)):
+        raise ValueError("seller NTN/CNIC must be 7 or 13 digits")
+    if channel not in ("di", "pos"):
+        raise ValueError("channel must be 'di' or 'pos'")
+    if channel == "pos" and not pos_id.isdigit():
+        raise ValueError("a POS tenant needs its numeric POSID")
+    tenant = Tenant(
+        id=uuid.uuid4(),
+        seller_ntn_cnic=seller_ntn_cnic,
+        business_name=business_name,
+        province=province,
+        address=address,
+        fbr_environment=fbr_environment,
+        fbr_token=fbr_token,
+        channel=channel,
+        pos_id=pos_id or None,
+        assigned_scenarios=_checked_scenarios(assigned_scenarios),
+        result_seq=0,
+        created_at=utcnow(),
+    )
+    async with db.write("tenant.create") as session:
+        session.add(tenant)
+        await append_audit_events(
+            session, [actor.event(tenant.id, "tenant.create", f"tenants/{tenant.id}")]
+        )
+    return tenant.id
+
+
+async def set_fbr_token(
+    db: Database, tenant_id: uuid.UUID, token: str, *, actor: Actor
+) -> dt.datetime:
+    """Replace a tenant's FBR token (stored encrypted by the column type).
+
+    Returns:
+        When the token was replaced.
+
+    Raises:
+        InvalidField: the token is blank.
+        NotFound: no such tenant.
+    """
+    if not token.strip():
+        raise InvalidField("fbr_token", "fbr_token is required")
+    now = utcnow()
+    async with db.write("tenant.fbr_token") as session:
+        tenant = await session.get(Tenant, tenant_id, with_for_update=True)
+        if tenant is None:
+            raise NotFound("tenant")
+        tenant.fbr_token = token
+        await append_audit_events(
+            session, [actor.event(tenant_id, "tenant.fbr_token_set", f"tenants/{tenant_id}")]
+        )
+    return now

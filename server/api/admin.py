@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import grpc
 
 from fbrhub.v1 import admin_service_pb2, admin_service_pb2_grpc
-from server.access import accounts
+from server.access import api_keys
+from server.access.accounts import create_account
+from server.access.actor import Actor
 from server.access.api_keys import ApiKeyVerifier
 from server.access.roles import Role
+from server.access.tenants import set_fbr_token
 from server.api.convert.common import timestamp
 from server.api.interceptor import current_caller
 from server.api.limits import check_lengths, page_size
@@ -58,10 +62,10 @@ def key_to_proto(row: ApiKey) -> admin_service_pb2.ApiKey:
     )
 
 
-def actor(request_id: str = "") -> accounts.Actor:
-    """The calling key as an actor."""
+def acting(request_id: str = "") -> tuple[uuid.UUID, Actor]:
+    """The caller's tenant, and the calling key as the actor of an administrative act."""
     caller = current_caller()
-    return accounts.Actor(caller.tenant_id, f"apikey:{caller.key_id}", request_id)
+    return caller.tenant_id, Actor(f"apikey:{caller.key_id}", request_id)
 
 
 class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
@@ -86,8 +90,9 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> admin_service_pb2.CreateApiKeyResponse:
         check_lengths(request, name=100, request_id=64)
-        row, token = await accounts.create_key(
-            self._db, actor(request.request_id), role=role_of(request.role), name=request.name
+        tenant_id, actor = acting(request.request_id)
+        row, token = await api_keys.create_api_key(
+            self._db, tenant_id, role=role_of(request.role), name=request.name, actor=actor
         )
         return admin_service_pb2.CreateApiKeyResponse(api_key=key_to_proto(row), secret=token)
 
@@ -99,13 +104,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         tenant_id = current_caller().tenant_id
         size = page_size(request.page_size, default=50, maximum=500)
         after = self._pages.position(tenant_id, request)
-        rows = await accounts.list_keys(
-            self._db,
-            tenant_id,
-            after=after[0] if after else None,
-            after_id=after[1] if after else "",
-            limit=size + 1,
-        )
+        rows = await api_keys.list_api_keys(self._db, tenant_id, after=after, limit=size + 1)
         rows, next_token = self._pages.page(
             tenant_id, request, rows, size, lambda row: (row.created_at, row.key_id)
         )
@@ -119,8 +118,9 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> admin_service_pb2.RotateApiKeyResponse:
         check_lengths(request, key_id=32, request_id=64)
-        new, token, old = await accounts.rotate_key(
-            self._db, actor(request.request_id), request.key_id
+        tenant_id, actor = acting(request.request_id)
+        new, token, old = await api_keys.rotate_api_key(
+            self._db, tenant_id, request.key_id, actor=actor
         )
         self._verifier.forget(old.key_id)
         return admin_service_pb2.RotateApiKeyResponse(
@@ -133,7 +133,8 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> admin_service_pb2.RevokeApiKeyResponse:
         check_lengths(request, key_id=32, request_id=64)
-        row = await accounts.revoke_key(self._db, actor(request.request_id), request.key_id)
+        tenant_id, actor = acting(request.request_id)
+        row = await api_keys.revoke_api_key(self._db, tenant_id, request.key_id, actor=actor)
         self._verifier.forget(row.key_id)
         return admin_service_pb2.RevokeApiKeyResponse(api_key=key_to_proto(row))
 
@@ -150,9 +151,10 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
             if consent.purpose not in PURPOSE_NAMES:
                 raise InvalidField(f"consents[{index}].purpose", "purpose is required")
             consents.append((PURPOSE_NAMES[consent.purpose], consent.granted))
-        account_id = await accounts.create_account(
+        tenant_id, actor = acting(request.request_id)
+        account_id = await create_account(
             self._db,
-            actor(request.request_id),
+            tenant_id,
             username=request.username,
             full_name=request.full_name,
             email=request.email,
@@ -161,6 +163,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
             role=role_of(request.role),
             consents=consents,
             bcrypt_rounds=self._settings.password_bcrypt_rounds,
+            actor=actor,
         )
         return admin_service_pb2.CreateAccountResponse(account_id=str(account_id))
 
@@ -170,5 +173,6 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> admin_service_pb2.SetFbrTokenResponse:
         check_lengths(request, fbr_token=512, request_id=64)
-        when = await accounts.set_fbr_token(self._db, actor(request.request_id), request.fbr_token)
+        tenant_id, actor = acting(request.request_id)
+        when = await set_fbr_token(self._db, tenant_id, request.fbr_token, actor=actor)
         return admin_service_pb2.SetFbrTokenResponse(update_time=timestamp(when))

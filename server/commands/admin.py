@@ -62,14 +62,15 @@ def add_commands(commands: Any, apikey: Any) -> None:
     secrets.add_parser("rotate", help="re-encrypt every FBR token with the newest key")
 
 
-def _actor(tenant_id: uuid.UUID) -> Any:
-    from server.access.accounts import Actor
+def _actor() -> Any:
+    from server.access.actor import Actor
 
-    return Actor(tenant_id, f"cli:{getpass.getuser()}"[:64], f"cli-{uuid.uuid4()}")
+    return Actor(f"cli:{getpass.getuser()}"[:64], f"cli-{uuid.uuid4()}")
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from server.access import accounts
+    from server.access import api_keys
+    from server.access.accounts import create_account
     from server.db.encryption import configure_secrets
 
     configure_secrets(settings)
@@ -78,27 +79,27 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "apikey":
             tenant_id = uuid.UUID(args.tenant)
             if args.action == "list":
-                for row in await accounts.list_keys(
-                    db, tenant_id, after=None, after_id="", limit=10_000
-                ):
+                for row in await api_keys.list_api_keys(db, tenant_id, limit=10_000):
                     state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
                     print(f"{row.key_id}\t{row.role}\t{state}\t{row.name}")
                 return 0
             if args.action == "rotate":
-                _, token, _ = await accounts.rotate_key(db, _actor(tenant_id), args.key_id)
+                _, token, _ = await api_keys.rotate_api_key(
+                    db, tenant_id, args.key_id, actor=_actor()
+                )
                 print(token)
                 print("Store this key now: it is shown only once.", file=sys.stderr)
                 return 0
-            await accounts.revoke_key(db, _actor(tenant_id), args.key_id)
+            await api_keys.revoke_api_key(db, tenant_id, args.key_id, actor=_actor())
             print(f"revoked {args.key_id}")
             return 0
         if args.command == "account":
             password = (
                 sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
             )
-            account_id = await accounts.create_account(
+            account_id = await create_account(
                 db,
-                _actor(uuid.UUID(args.tenant)),
+                uuid.UUID(args.tenant),
                 username=args.username,
                 full_name=args.full_name,
                 email=args.email,
@@ -107,6 +108,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 role=Role(args.role),
                 consents=(),
                 bcrypt_rounds=settings.password_bcrypt_rounds,
+                actor=_actor(),
             )
             print(account_id)
             return 0

@@ -8,7 +8,6 @@ import sys
 import uuid
 from collections.abc import Sequence
 
-from server.audit.trail import NewAuditEvent, record_audit
 from server.commands import admin as cli_governance
 from server.errors import HubError
 from server.observability.telemetry import configure_logging, configure_metrics, configure_tracing
@@ -151,7 +150,8 @@ async def _refdata_sync(args: argparse.Namespace) -> int:
 
 
 async def _tenant_create(args: argparse.Namespace) -> int:
-    from server.access.api_keys import create_tenant
+    from server.access.actor import Actor
+    from server.access.tenants import create_tenant
     from server.db.engine import Database
 
     db = Database(get_settings().database_url)
@@ -167,14 +167,7 @@ async def _tenant_create(args: argparse.Namespace) -> int:
             channel=args.channel,
             pos_id=args.pos_id,
             assigned_scenarios=args.scenarios.split(",") if args.scenarios else None,
-        )
-        await record_audit(
-            db,
-            [
-                NewAuditEvent(
-                    tenant_id, "cli:tenant-create", "tenant.create", f"tenants/{tenant_id}"
-                )
-            ],
+            actor=Actor("cli:tenant-create"),
         )
     finally:
         await db.dispose()
@@ -183,25 +176,18 @@ async def _tenant_create(args: argparse.Namespace) -> int:
 
 
 async def _apikey_create(args: argparse.Namespace) -> int:
+    from server.access.actor import Actor
     from server.access.api_keys import create_api_key
     from server.db.engine import Database
 
     db = Database(get_settings().database_url)
     try:
-        new, token = await create_api_key(
-            db, uuid.UUID(args.tenant), role=args.role, name=args.name
-        )
-        await record_audit(
+        _, token = await create_api_key(
             db,
-            [
-                NewAuditEvent(
-                    new.tenant_id,
-                    "cli:apikey-create",
-                    "apikey.create",
-                    f"apikeys/{new.key_id}",
-                    details={"role": new.role},
-                )
-            ],
+            uuid.UUID(args.tenant),
+            role=args.role,
+            name=args.name,
+            actor=Actor("cli:apikey-create"),
         )
     finally:
         await db.dispose()

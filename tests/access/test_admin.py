@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import sys
 import uuid
@@ -16,11 +17,14 @@ from cryptography.fernet import Fernet
 
 from fbrhub.v1 import admin_service_pb2 as pb
 from fbrhub.v1 import admin_service_pb2_grpc, audit_service_pb2, audit_service_pb2_grpc
+from server.access.actor import Actor
+from server.access.api_keys import create_api_key, revoke_api_key, rotate_api_key
 from server.access.roles import Role
 from server.api.admin import ROLE_FROM_PROTO, ROLE_TO_PROTO
 from server.db import encryption as crypto
 from server.db.engine import Database
-from server.db.models import Account, ApiKey, ConsentEvent, Tenant
+from server.db.models import Account, ApiKey, AuditEvent, ConsentEvent, Tenant
+from server.errors import ApiKeyRevoked, NotFound
 from server.settings import DEVELOPMENT_FBR_TOKEN_KEY, Settings
 from tests.conftest import RoleKeys, make_role_keys, make_tenant
 
@@ -88,8 +92,16 @@ async def test_api_key_lifecycle_create_list_rotate_revoke(
     events = await audit.ListAuditEvents(
         audit_service_pb2.ListAuditEventsRequest(resource_prefix="apikeys/"), metadata=md
     )
-    assert [e.action for e in events.events] == ["apikey.create", "apikey.rotate", "apikey.revoke"]
-    assert events.events[0].request_id == "r1"
+    # First the fixtures' keys (the tenant's ERP key and one per role), then this test's acts.
+    admin_actor = f"apikey:{role_keys.keys['admin'].split('_')[1]}"
+    fixture_keys = [("apikey.create", "system:setup")] * (len(role_keys.keys) + 1)
+    assert [(e.action, e.actor) for e in events.events] == [
+        *fixture_keys,
+        ("apikey.create", admin_actor),
+        ("apikey.rotate", admin_actor),
+        ("apikey.revoke", admin_actor),
+    ]
+    assert events.events[-3].request_id == "r1"
 
 
 async def test_keys_of_another_tenant_look_missing(
@@ -252,6 +264,46 @@ async def test_cli_manages_keys_accounts_retention_and_secrets(tmp_path: Path) -
     assert uuid.UUID(account)
     assert "anonymised 0 accounts" in await run("retention", "run")
     assert "re-encrypted 1 FBR tokens" in await run("secrets", "rotate")
+
+    db = Database(env["FBRHUB_DATABASE_URL"])
+    try:
+        async with db.read() as session:
+            trail = list(await session.scalars(sa.select(AuditEvent).order_by(AuditEvent.seq)))
+    finally:
+        await db.dispose()
+    user = f"cli:{getpass.getuser()}"
+    assert [(e.action, e.actor, e.resource) for e in trail] == [
+        ("tenant.create", "cli:tenant-create", f"tenants/{tenant}"),
+        ("apikey.create", "cli:apikey-create", f"apikeys/{key_id}"),
+        ("apikey.rotate", user, f"apikeys/{key_id}"),
+        ("account.create", user, f"accounts/{account}"),
+        ("secrets.rotate", "cli:secrets-rotate", f"tenants/{tenant}"),
+    ]
+    assert trail[1].details == {"role": "auditor"}
+    assert trail[2].details == {"replaced_by": rotated.split("_")[1]}
+    assert trail[2].request_id.startswith("cli-") and trail[3].request_id.startswith("cli-")
+
+
+async def test_every_key_act_is_audited_with_the_change_or_not_at_all(db: Database) -> None:
+    tenant = await make_tenant(db, "8885801", "sandbox-token-8885801")
+    actor = Actor("cli:test", "req-1")
+    row, _ = await create_api_key(db, tenant.id, role=Role.AUDITOR, name="a", actor=actor)
+    with pytest.raises(NotFound):
+        await create_api_key(db, uuid.uuid4(), actor=actor)
+    await revoke_api_key(db, tenant.id, row.key_id, actor=actor)
+    with pytest.raises(ApiKeyRevoked):
+        await rotate_api_key(db, tenant.id, row.key_id, actor=actor)
+    with pytest.raises(NotFound):
+        await revoke_api_key(db, tenant.id, "0123456789abcdef", actor=actor)
+    async with db.read() as session:
+        trail = list(await session.scalars(sa.select(AuditEvent).order_by(AuditEvent.seq)))
+    assert [(e.action, e.actor, e.request_id) for e in trail] == [
+        ("tenant.create", "system:setup", ""),
+        ("apikey.create", "system:setup", ""),
+        ("apikey.create", "cli:test", "req-1"),
+        ("apikey.revoke", "cli:test", "req-1"),
+    ]
+    assert {e.tenant_id for e in trail} == {tenant.id}
 
 
 def test_every_role_maps_to_a_protobuf_role_and_back() -> None:

@@ -81,7 +81,8 @@ def pos_invoice(usin: str, lines: int = 2) -> invoice_pb2.Invoice:
 async def test_a_pos_tenant_gets_fiscal_numbers_through_the_same_rpcs(
     stub: Stub, simulator: FbrSimulator, db: Database
 ) -> None:
-    from server.access.api_keys import create_api_key, create_tenant
+    from server.access.api_keys import create_api_key
+    from server.access.tenants import create_tenant
 
     tenant_id = await create_tenant(
         db,
@@ -200,7 +201,8 @@ async def test_debit_note_links_to_its_original_both_ways(stub: Stub, tenant: Te
 async def test_a_scenario_not_assigned_to_the_seller_is_refused_locally(
     stub: Stub, db: Database
 ) -> None:
-    from server.access.api_keys import create_api_key, create_tenant
+    from server.access.api_keys import create_api_key
+    from server.access.tenants import create_tenant
 
     tenant_id = await create_tenant(
         db,
