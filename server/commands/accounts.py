@@ -9,7 +9,13 @@ import uuid
 
 from server.access.accounts import create_account
 from server.access.roles import Role
-from server.commands.common import Commands, add_group, cli_actor, open_database
+from server.commands.common import (
+    Commands,
+    add_group,
+    add_role_argument,
+    cli_actor,
+    open_database,
+)
 from server.settings import Settings
 
 
@@ -22,7 +28,7 @@ def add_commands(commands: Commands) -> None:
     create.add_argument("--full-name", required=True)
     create.add_argument("--email", required=True)
     create.add_argument("--phone", default="")
-    create.add_argument("--role", default=Role.ERP.value, choices=[role.value for role in Role])
+    add_role_argument(create)
     create.set_defaults(run=run_create)
 
 

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
 from server.access.actor import Actor
+from server.access.roles import Role
 from server.db.encryption import configure_secrets
 from server.db.engine import Database
 from server.settings import Settings
@@ -27,6 +28,11 @@ Command: TypeAlias = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any
 def add_group(commands: Commands, name: str, text: str) -> Commands:
     """Add ``fbrhub <name>``, whose own commands (``fbrhub <name> <action>``) are required."""
     return commands.add_parser(name, help=text).add_subparsers(dest="action", required=True)
+
+
+def add_role_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--role``: one of the :class:`Role` values, ``erp`` unless given."""
+    parser.add_argument("--role", default=Role.ERP.value, choices=[role.value for role in Role])
 
 
 @asynccontextmanager

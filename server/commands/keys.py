@@ -12,7 +12,14 @@ import uuid
 from server.access import api_keys
 from server.access.actor import Actor
 from server.access.roles import Role
-from server.commands.common import Commands, add_group, cli_actor, open_database, show_new_key
+from server.commands.common import (
+    Commands,
+    add_group,
+    add_role_argument,
+    cli_actor,
+    open_database,
+    show_new_key,
+)
 from server.settings import Settings
 
 
@@ -21,7 +28,7 @@ def add_commands(commands: Commands) -> None:
     apikey = add_group(commands, "apikey", "manage API keys")
     create = apikey.add_parser("create", help="create an API key; prints it once")
     create.add_argument("--tenant", required=True, help="tenant id")
-    create.add_argument("--role", default=Role.ERP.value, choices=[role.value for role in Role])
+    add_role_argument(create)
     create.add_argument("--name", default="", help="a label for the key")
     create.set_defaults(run=run_create)
     listing = apikey.add_parser("list", help="list a tenant's API keys (never the secrets)")
