@@ -19,7 +19,8 @@ import orjson
 from clients.fbr.payload import NormalisedInvoice
 from clients.fbr.samples import SellerInfo, scenario_invoice
 from fbrhub.v1 import invoice_pb2
-from server.api.convert.invoices import invoice_from_domain
+from server.api.convert.invoices import invoice_to_proto
+from server.invoices.model import SubmittedInvoice
 
 PAKISTAN_TIME = dt.timezone(dt.timedelta(hours=5), "PKT")
 SELLER = SellerInfo(
@@ -66,7 +67,7 @@ def bench_invoices(prefix: str, count: int, seed: int = 1) -> list[NormalisedInv
 
 def to_proto(invoice: NormalisedInvoice) -> invoice_pb2.Invoice:
     """The protobuf an ERP sends for ``invoice``."""
-    return invoice_from_domain(invoice["erp_reference"], invoice)
+    return invoice_to_proto(SubmittedInvoice.from_normalised(invoice))
 
 
 def stored_row(tenant_id: uuid.UUID, invoice: NormalisedInvoice) -> dict[str, Any]:

@@ -5,34 +5,17 @@ UPPER_SNAKE ``reason`` (the ``ErrorInfo`` reason clients branch on, and the outc
 trail records); the API edge (:mod:`server.api.errors`) maps each class to a status code in
 one table, so the domain never decides how an error travels. Messages are
 safe to show to the caller: they name fields and states, never the values sent (an NTN, a
-name), because error details end up in client logs.
+name), because error details end up in client logs. A problem with one field is the FBR rule
+table's own :class:`~clients.fbr.rules.Violation` (path, FBR code if any, message), whether
+a rule or the hub found it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import ClassVar
 
-
-@dataclass(frozen=True)
-class FieldProblem:
-    """One thing wrong with one field.
-
-    Attributes:
-        path: field path, e.g. ``invoices[3].items[2].hs_code``.
-        message: what is wrong and what to send instead, in plain words.
-        fbr_error_code: the FBR error code the problem corresponds to ("" if none).
-    """
-
-    path: str
-    message: str
-    fbr_error_code: str = ""
-
-    @property
-    def reason(self) -> str:
-        """The UPPER_SNAKE reason carried in the field violation."""
-        return f"FBR_{self.fbr_error_code}" if self.fbr_error_code else "INVALID_VALUE"
+from clients.fbr.rules import Violation
 
 
 class HubError(Exception):
@@ -54,7 +37,7 @@ class HubError(Exception):
         return {}
 
     @property
-    def problems(self) -> tuple[FieldProblem, ...]:
+    def problems(self) -> tuple[Violation, ...]:
         """The fields at fault, if the error is about specific fields."""
         return ()
 
@@ -80,8 +63,8 @@ class InvalidField(HubError):
         return {"field": self.path}
 
     @property
-    def problems(self) -> tuple[FieldProblem, ...]:
-        return (FieldProblem(self.path, self.message),)
+    def problems(self) -> tuple[Violation, ...]:
+        return (Violation(self.path, "", self.message),)
 
 
 class FieldTooLong(InvalidField):
@@ -129,7 +112,7 @@ class InvalidInvoice(HubError):
 
     reason = "INVOICE_INVALID"
 
-    def __init__(self, message: str, violations: tuple[FieldProblem, ...]) -> None:
+    def __init__(self, message: str, violations: tuple[Violation, ...]) -> None:
         super().__init__(message)
         self.violations = violations
 
@@ -138,7 +121,7 @@ class InvalidInvoice(HubError):
         return {"violationCount": str(len(self.violations))}
 
     @property
-    def problems(self) -> tuple[FieldProblem, ...]:
+    def problems(self) -> tuple[Violation, ...]:
         return self.violations
 
     def within(self, prefix: str) -> InvalidInvoice:
@@ -146,8 +129,8 @@ class InvalidInvoice(HubError):
         return InvalidInvoice(
             self.message,
             tuple(
-                FieldProblem(f"{prefix}.{p.path}", p.message, p.fbr_error_code)
-                for p in self.violations
+                Violation(f"{prefix}.{v.path}", v.fbr_error_code, v.message)
+                for v in self.violations
             ),
         )
 

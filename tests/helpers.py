@@ -15,7 +15,8 @@ from google.rpc import error_details_pb2, status_pb2
 from clients.fbr.payload import NormalisedInvoice
 from clients.fbr.samples import SellerInfo, scenario_invoice
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
-from server.api.convert.invoices import invoice_from_domain
+from server.api.convert.invoices import invoice_to_proto
+from server.invoices.model import SubmittedInvoice
 from tests.conftest import Tenant
 
 PKT = dt.timezone(dt.timedelta(hours=5))
@@ -40,9 +41,14 @@ def sample(
     )
 
 
+def submitted(reference: str, **kwargs: object) -> SubmittedInvoice:
+    """A valid invoice as the domain receives it (``Ingestor.submit``)."""
+    return SubmittedInvoice.from_normalised(sample(reference, **kwargs))  # type: ignore[arg-type]
+
+
 def to_proto(invoice: NormalisedInvoice) -> invoice_pb2.Invoice:
     """A normalised invoice as the protobuf an ERP sends."""
-    return invoice_from_domain(invoice["erp_reference"], invoice)
+    return invoice_to_proto(SubmittedInvoice.from_normalised(invoice))
 
 
 def proto_invoice(reference: str, **kwargs: object) -> invoice_pb2.Invoice:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from clients.fbr.channels import Channel
 from server.access.actor import SETUP, Actor
 from server.audit.trail import append_audit_events
 from server.clock import utcnow
@@ -45,7 +46,7 @@ class TenantProfile:
     address: str
     fbr_environment: str
     fbr_token: str
-    channel: str = "di"
+    channel: Channel = Channel.DI
     pos_id: str = ""
     assigned_scenarios: frozenset[str] | None = None
 
@@ -60,7 +61,7 @@ class TenantProfile:
             address=row.address,
             fbr_environment=row.fbr_environment,
             fbr_token=row.fbr_token,
-            channel=row.channel or "di",
+            channel=Channel(row.channel or Channel.DI),
             pos_id=row.pos_id or "",
             assigned_scenarios=frozenset(
                 s.strip() for s in row.assigned_scenarios.split(",") if s.strip()
@@ -105,7 +106,7 @@ async def create_tenant(
     address: str,
     fbr_environment: str,
     fbr_token: str,
-    channel: str = "di",
+    channel: str = Channel.DI,
     pos_id: str = "",
     assigned_scenarios: Iterable[str] | None = None,
     actor: Actor = SETUP,
@@ -132,9 +133,9 @@ async def create_tenant(
         raise ValueError("fbr_environment must be 'sandbox' or 'production'")
     if not (seller_ntn_cnic.isdigit() and len(seller_ntn_cnic) in (7, 13)):
         raise ValueError("seller NTN/CNIC must be 7 or 13 digits")
-    if channel not in ("di", "pos"):
+    if channel not in set(Channel):
         raise ValueError("channel must be 'di' or 'pos'")
-    if channel == "pos" and not pos_id.isdigit():
+    if channel == Channel.POS and not pos_id.isdigit():
         raise ValueError("a POS tenant needs its numeric POSID")
     tenant = Tenant(
         id=uuid.uuid4(),

@@ -15,8 +15,9 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from clients.fbr.rules import Violation
 from server import errors
-from server.errors import FieldProblem, HubError
+from server.errors import HubError
 
 ERROR_DOMAIN = "fbrhub"
 
@@ -63,13 +64,18 @@ def error_status(error: HubError | None) -> status_pb2.Status:
     )
 
 
+def violation_reason(violation: Violation) -> str:
+    """The reason of a field violation: ``FBR_<code>`` for an FBR rule, else ``INVALID_VALUE``."""
+    return f"FBR_{violation.fbr_error_code}" if violation.fbr_error_code else "INVALID_VALUE"
+
+
 def build_status(
     code: grpc.StatusCode,
     message: str,
     *,
     reason: str,
     metadata: Mapping[str, str] | None = None,
-    problems: Sequence[FieldProblem] = (),
+    problems: Sequence[Violation] = (),
 ) -> status_pb2.Status:
     """Build a ``google.rpc.Status`` with an ``ErrorInfo`` and, if given, a ``BadRequest``."""
     status = status_pb2.Status(code=code.value[0], message=message)
@@ -80,9 +86,9 @@ def build_status(
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=p.path, description=p.message, reason=p.reason
+                    field=v.path, description=v.message, reason=violation_reason(v)
                 )
-                for p in problems
+                for v in problems
             ]
         )
         detail = any_pb2.Any()

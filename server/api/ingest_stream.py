@@ -17,12 +17,12 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-from clients.fbr.payload import NormalisedInvoice
 from fbrhub.v1 import invoice_service_pb2
 from server.access.tenants import TenantProfile
 from server.api.convert import invoices as converters
 from server.errors import BatchTooLarge
 from server.invoices.intake import Ack, Ingestor
+from server.invoices.model import SubmittedInvoice
 from server.observability import metrics
 
 COALESCE_MAX = 2000
@@ -54,10 +54,13 @@ class InvoiceWindow:
 
 @dataclass
 class _Request:
-    invoices: list[NormalisedInvoice]
+    invoices: list[SubmittedInvoice]
 
 
 _END = object()
+
+
+_Stored = tuple[list["_Request"], "asyncio.Task[list[Ack]]"]
 
 
 async def submit_stream(
@@ -75,37 +78,20 @@ async def submit_stream(
     # the next one could not be read, let alone validated, until that group had committed.
     coalesce_max = max(1, min(COALESCE_MAX, window_invoices // PIPELINE_DEPTH))
     queue: asyncio.Queue[_Request | BaseException | object] = asyncio.Queue()
-
-    async def read() -> None:
-        try:
-            async for request in requests:
-                if len(request.invoices) > max_per_request:
-                    raise BatchTooLarge(
-                        "invoices", f"a request may hold at most {max_per_request} invoices"
-                    )
-                invoices = [converters.invoice_to_domain(m) for m in request.invoices]
-                await window.acquire(len(invoices))
-                await queue.put(_Request(invoices))
-        except Exception as exc:
-            await queue.put(exc)
-        finally:
-            await queue.put(_END)
-
-    reader = asyncio.create_task(read(), name="submit-reader")
+    reader = asyncio.create_task(
+        _read(requests, queue, window, max_per_request), name="submit-reader"
+    )
     # Up to PIPELINE_DEPTH groups are being stored at once: the next group is validated
     # (CPU, here) while the previous one commits (I/O, in the database). Acks still go out
     # strictly in request order, each only once its own group has committed.
-    in_flight: deque[tuple[list[_Request], asyncio.Task[list[Ack]]]] = deque()
+    in_flight: deque[_Stored] = deque()
     try:
         pending: list[object] = []
         ended = False
         while not ended or in_flight:
             if in_flight and (ended or len(in_flight) >= PIPELINE_DEPTH or queue.empty()):
-                group, task = in_flight.popleft()
-                acks = await task
-                for response, count in _responses(group, acks):
+                async for response in _acknowledge(in_flight.popleft(), window):
                     yield response
-                    await window.release(count)
                 continue
             item = pending.pop(0) if pending else await queue.get()
             if item is _END:
@@ -114,21 +100,11 @@ async def submit_stream(
             if isinstance(item, BaseException):
                 # Ack what is already being stored before ending the stream with the error.
                 while in_flight:
-                    group, task = in_flight.popleft()
-                    for response, count in _responses(group, await task):
+                    async for response in _acknowledge(in_flight.popleft(), window):
                         yield response
-                        await window.release(count)
                 raise item
             assert isinstance(item, _Request)
-            group = [item]
-            size = len(item.invoices)
-            while not queue.empty() and size < coalesce_max:
-                more = queue.get_nowait()
-                if not isinstance(more, _Request):
-                    pending.append(more)
-                    break
-                group.append(more)
-                size += len(more.invoices)
+            group = _coalesce(item, queue, pending, coalesce_max)
             await ingestor.wait_for_room(tenant)
             combined = [invoice for request in group for invoice in request.invoices]
             in_flight.append(
@@ -140,6 +116,60 @@ async def submit_stream(
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
+
+
+async def _read(
+    requests: AsyncIterator[invoice_service_pb2.SubmitInvoicesRequest],
+    queue: asyncio.Queue[_Request | BaseException | object],
+    window: InvoiceWindow,
+    max_per_request: int,
+) -> None:
+    """Take requests off the stream while the window has room; end with an error or _END."""
+    try:
+        async for request in requests:
+            if len(request.invoices) > max_per_request:
+                raise BatchTooLarge(
+                    "invoices", f"a request may hold at most {max_per_request} invoices"
+                )
+            invoices = [converters.invoice_to_domain(m) for m in request.invoices]
+            await window.acquire(len(invoices))
+            await queue.put(_Request(invoices))
+    except Exception as exc:
+        await queue.put(exc)
+    finally:
+        await queue.put(_END)
+
+
+def _coalesce(
+    first: _Request,
+    queue: asyncio.Queue[_Request | BaseException | object],
+    pending: list[object],
+    coalesce_max: int,
+) -> list[_Request]:
+    """``first`` and whatever requests already wait behind it, up to ``coalesce_max`` invoices.
+
+    Something else met on the way (an error, the end) is left in ``pending`` for the caller.
+    """
+    group = [first]
+    size = len(first.invoices)
+    while not queue.empty() and size < coalesce_max:
+        more = queue.get_nowait()
+        if not isinstance(more, _Request):
+            pending.append(more)
+            break
+        group.append(more)
+        size += len(more.invoices)
+    return group
+
+
+async def _acknowledge(
+    stored: _Stored, window: InvoiceWindow
+) -> AsyncIterator[invoice_service_pb2.SubmitInvoicesResponse]:
+    """The responses of a group once it has committed, each freeing its share of the window."""
+    group, task = stored
+    for response, count in _responses(group, await task):
+        yield response
+        await window.release(count)
 
 
 def _responses(

@@ -22,6 +22,8 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, bindparam, case, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clients.fbr.channels import Channel
+from clients.fbr.payload import NormalisedInvoice
 from server.access.tenants import TenantProfile
 from server.audit.trail import NewAuditEvent, append_audit_events, invoice_event
 from server.db.bulk import insert_rows
@@ -44,7 +46,8 @@ class Claimed:
     tenant: TenantProfile
     erp_reference: str
     attempt: int
-    body: dict[str, Any]
+    channel: Channel
+    body: NormalisedInvoice
     claimed_at: dt.datetime
     worker: str
 
@@ -143,6 +146,7 @@ async def claim_due_invoices(
             profiles[row.tenant_id],
             row.erp_reference,
             row.attempt_count,
+            Channel(row.channel),
             row.payload,
             now,
             worker_id,
@@ -188,6 +192,7 @@ async def _lease_due(
             _INVOICES.c.tenant_id,
             _INVOICES.c.erp_reference,
             _INVOICES.c.attempt_count,
+            _INVOICES.c.channel,
             _INVOICES.c.payload,
         )
     )

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
+from clients.fbr.channels import Channel
 from clients.fbr.payload import to_fbr_json
 from clients.fbr.pos.payload import to_ims_json
 from clients.fbr.responses import DeliveryOutcome, OutcomeKind
@@ -249,7 +250,7 @@ class Forwarder:
     async def _deliver(self, claimed: Claimed, endpoint: str) -> None:
         started = self._monotonic()
         try:
-            if claimed.body.get("channel") == "pos":
+            if claimed.channel is Channel.POS:
                 post, body = self._fbr.post_pos_invoice, to_ims_json(claimed.body)
             else:
                 post, body = self._fbr.post_invoice, to_fbr_json(claimed.body)

@@ -17,24 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-import orjson
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from clients.fbr.payload import NormalisedInvoice
+from clients.fbr.rules import Violation
 from server.access.tenants import TenantProfile
 from server.audit.trail import NewAuditEvent, append_audit_events, audit_topic, invoice_event
 from server.clock import utcnow
 from server.db.engine import Database
 from server.db.models import Invoice, InvoiceState
 from server.db.notify import Notifier, publish
-from server.errors import FieldProblem
+from server.invoices.model import InvoiceError, SubmittedInvoice
 from server.invoices.reference_data import ReferenceStore
 from server.invoices.storage import (
     Candidate,
@@ -44,19 +42,27 @@ from server.invoices.storage import (
     invoice_row,
     replace_rejected,
 )
-from server.invoices.validation import (
-    MAX_REFERENCE_LENGTH,
-    BatchContext,
-    InvoiceValidator,
-    Rejection,
-    without_reference,
-)
+from server.invoices.validation import BatchContext, InvoiceValidator, Verdict, reference_usable
 
 INVOICES_TOPIC = "invoices"
 PENDING_STATES = (
     InvoiceState.QUEUED.value,
     InvoiceState.SENDING.value,
     InvoiceState.RETRY_WAIT.value,
+)
+
+
+REFERENCE_REUSED = InvoiceError(
+    "ERP_REFERENCE_REUSED",
+    "ERP reference reused with other content",
+    (
+        Violation(
+            "erp_reference",
+            "",
+            "This reference was already used for an invoice with different content; use a new "
+            "reference, or a debit note to correct an accepted invoice.",
+        ),
+    ),
 )
 
 
@@ -77,12 +83,7 @@ class Ack:
     outcome: AckOutcome
     invoice_id: uuid.UUID | None = None
     state: InvoiceState | None = None
-    rejection: Rejection | None = None
-
-
-def content_sha256(invoice: NormalisedInvoice) -> str:
-    """Fingerprint of what the ERP submitted (the seller block is the tenant's, not theirs)."""
-    return hashlib.sha256(orjson.dumps(invoice, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    error: InvoiceError | None = None
 
 
 class Ingestor:
@@ -136,23 +137,21 @@ class Ingestor:
             await asyncio.sleep(self._pending_check_seconds)
 
     async def check(
-        self, tenant: TenantProfile, invoices: Sequence[NormalisedInvoice]
-    ) -> list[Rejection | None]:
+        self, tenant: TenantProfile, invoices: Sequence[SubmittedInvoice]
+    ) -> list[InvoiceError | None]:
         """Validate invoices without storing anything (the ValidateInvoices dry run)."""
         batch = await self.validator.prepare(tenant, invoices)
-        return [self.validator.validate(invoice, batch) for invoice in invoices]
+        return [self.validator.judge(invoice, batch).error for invoice in invoices]
 
-    async def validate_one(
-        self, tenant: TenantProfile, invoice: NormalisedInvoice
-    ) -> Rejection | None:
-        """Validate one invoice (with ``erp_reference``) for ``tenant``."""
-        (verdict,) = await self.check(tenant, [invoice])
-        return verdict
+    async def judge_one(self, tenant: TenantProfile, invoice: SubmittedInvoice) -> Verdict:
+        """Validate one invoice on its own (an operator's correction)."""
+        batch = await self.validator.prepare(tenant, [invoice])
+        return self.validator.judge(invoice, batch)
 
     async def submit(
         self,
         tenant: TenantProfile,
-        invoices: Sequence[NormalisedInvoice],
+        invoices: Sequence[SubmittedInvoice],
         *,
         actor: str = "system:ingest",
     ) -> list[Ack]:
@@ -163,44 +162,32 @@ class Ingestor:
         """
         batch = await self.validator.prepare(tenant, invoices)
         acks: dict[int, Ack] = {}
-        candidates = self._candidates(tenant, invoices, batch, acks)
+        candidates = self._candidates(invoices, batch, acks)
         if candidates:
             await self._store_batch(tenant, list(candidates.values()), actor, acks)
         return _in_order(len(invoices), acks, candidates)
 
     def _candidates(
         self,
-        tenant: TenantProfile,
-        invoices: Sequence[NormalisedInvoice],
+        invoices: Sequence[SubmittedInvoice],
         batch: BatchContext,
         acks: dict[int, Ack],
     ) -> dict[str, Candidate]:
         """Validate the batch; returns what to store, by reference, and acks the rest."""
         candidates: dict[str, Candidate] = {}
         for index, invoice in enumerate(invoices):
-            reference = invoice.get("erp_reference", "")
-            payload = self.validator.stored_payload(tenant, invoice)
-            rejection = self.validator.validate(invoice, batch, payload=payload)
-            if not reference or len(reference) > MAX_REFERENCE_LENGTH:
-                assert rejection is not None
-                acks[index] = Ack(index, reference, AckOutcome.REJECTED, rejection=rejection)
+            reference = invoice.erp_reference
+            verdict = self.validator.judge(invoice, batch)
+            if not reference_usable(reference):
+                acks[index] = Ack(index, reference, AckOutcome.REJECTED, error=verdict.error)
                 continue
-            submitted = without_reference(invoice)
-            digest = content_sha256(submitted)
+            digest = invoice.content_sha256()
             earlier = candidates.get(reference)
             if earlier is not None:
                 # The same reference twice in one batch: judged against the first.
                 acks[index] = _ack_for_repeat(index, reference, digest, earlier.digest, None, None)
                 continue
-            candidates[reference] = Candidate(
-                index,
-                reference,
-                submitted,
-                payload,
-                digest,
-                rejection,
-                None if rejection else self.validator.original_of(invoice, batch),
-            )
+            candidates[reference] = Candidate(index, invoice, verdict, digest)
         return candidates
 
     async def _store_batch(
@@ -285,7 +272,7 @@ class Ingestor:
 
 def _ack_for_new(c: Candidate, invoice_id: uuid.UUID) -> Ack:
     """The ack of an invoice stored under a new (or locally rejected) reference."""
-    if c.rejection is None:
+    if c.verdict.error is None:
         return Ack(c.index, c.reference, AckOutcome.ACCEPTED, invoice_id, InvoiceState.QUEUED)
     return Ack(
         c.index,
@@ -293,7 +280,7 @@ def _ack_for_new(c: Candidate, invoice_id: uuid.UUID) -> Ack:
         AckOutcome.REJECTED,
         invoice_id,
         InvoiceState.REJECTED_LOCAL,
-        c.rejection,
+        c.verdict.error,
     )
 
 
@@ -315,15 +302,7 @@ def _ack_for_repeat(
     """DUPLICATE if the content is the same as what the reference holds, else REJECTED."""
     if digest == stored_digest:
         return Ack(index, reference, AckOutcome.DUPLICATE, invoice_id, state)
-    problem = FieldProblem(
-        path="erp_reference",
-        message="This reference was already used for an invoice with different content; "
-        "use a new reference, or a debit note to correct an accepted invoice.",
-    )
-    rejection = Rejection(
-        "ERP_REFERENCE_REUSED", "ERP reference reused with other content", (problem,)
-    )
-    return Ack(index, reference, AckOutcome.REJECTED, invoice_id, state, rejection)
+    return Ack(index, reference, AckOutcome.REJECTED, invoice_id, state, REFERENCE_REUSED)
 
 
 def _stored_events(tenant_id: uuid.UUID, acks: Iterable[Ack], actor: str) -> list[NewAuditEvent]:
@@ -339,7 +318,7 @@ def _stored_events(tenant_id: uuid.UUID, acks: Iterable[Ack], actor: str) -> lis
         if ack.invoice_id is not None
         and ack.state in (InvoiceState.QUEUED, InvoiceState.REJECTED_LOCAL)
         and ack.outcome is not AckOutcome.DUPLICATE
-        and (ack.rejection is None or ack.rejection.reason == "INVOICE_INVALID")
+        and (ack.error is None or ack.error.reason == "INVOICE_INVALID")
     ]
 
 

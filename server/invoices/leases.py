@@ -71,7 +71,7 @@ async def _expired_to_in_doubt(session: AsyncSession, now: dt.datetime) -> Seque
             lease_owner=None,
             lease_expires_at=None,
             updated_at=now,
-            error=doubt_error(LEASE_LOST_DETAIL),
+            error=doubt_error(LEASE_LOST_DETAIL).to_json(),
         )
         .returning(
             Invoice.id,
@@ -104,7 +104,7 @@ async def _claims_of(
 
 
 def _in_doubt_results(rows: Sequence[_Expired]) -> list[NewResult]:
-    error = doubt_error(LEASE_LOST_DETAIL)
+    error = doubt_error(LEASE_LOST_DETAIL).to_json()
     return [
         NewResult(
             r.tenant_id,

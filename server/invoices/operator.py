@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from clients.fbr.payload import NormalisedInvoice
+from clients.fbr.channels import Channel
 from server.access.tenants import TenantProfile
 from server.audit.trail import append_audit_events, invoice_event
 from server.clock import utcnow
@@ -29,7 +29,8 @@ from server.db.engine import Database
 from server.db.models import DeliveryAttempt, Invoice, InvoiceState
 from server.db.notify import Notifier, publish
 from server.errors import InvalidField, InvoiceStateConflict, NotFound
-from server.invoices.intake import INVOICES_TOPIC, Ingestor, content_sha256
+from server.invoices.intake import INVOICES_TOPIC, Ingestor
+from server.invoices.model import SubmittedInvoice
 from server.invoices.results import NewResult, ResultKind, append_results, results_topic
 
 FBR_NUMBER = re.compile(r"^(\d{7}|\d{13})DI\d{13}$")
@@ -69,7 +70,7 @@ class Operator:
     ) -> None:
         """Record FBR's number for an IN_DOUBT invoice, or (number None) release it."""
         if fbr_invoice_number is not None:
-            if tenant.channel == "pos":
+            if tenant.channel is Channel.POS:
                 # POS fiscal numbers have no documented format: store as returned.
                 if not fbr_invoice_number.strip() or len(fbr_invoice_number) > 40:
                     raise InvalidField(NUMBER_FIELD, "a POS fiscal number is 1 to 40 characters")
@@ -105,7 +106,7 @@ class Operator:
         tenant: TenantProfile,
         invoice_id: uuid.UUID,
         *,
-        corrected: NormalisedInvoice | None,
+        corrected: SubmittedInvoice | None,
         note: str = "",
         actor: str = "system:operator",
     ) -> None:
@@ -121,14 +122,10 @@ class Operator:
         values: dict[str, Any] = {"error": None, "item_statuses": None}
         if corrected is not None:
             await self._check_same_reference(tenant, invoice_id, corrected)
-            rejection = await self._ingestor.validate_one(tenant, corrected)
-            if rejection is not None:
-                raise rejection.as_error().within("corrected_invoice")
-            submitted = {k: v for k, v in corrected.items() if k != "erp_reference"}
-            values.update(
-                payload=self._ingestor.validator.stored_payload(tenant, corrected),
-                content_sha256=content_sha256(submitted),
-            )
+            verdict = await self._ingestor.judge_one(tenant, corrected)
+            if verdict.error is not None:
+                raise verdict.error.as_error().within("corrected_invoice")
+            values.update(payload=verdict.payload, content_sha256=corrected.content_sha256())
         decision = Decision(
             InvoiceState.QUEUED,
             ResultKind.REQUEUED,
@@ -140,7 +137,7 @@ class Operator:
         await self._apply(tenant, invoice_id, InvoiceState.REJECTED_FBR, decision, note, actor)
 
     async def _check_same_reference(
-        self, tenant: TenantProfile, invoice_id: uuid.UUID, corrected: NormalisedInvoice
+        self, tenant: TenantProfile, invoice_id: uuid.UUID, corrected: SubmittedInvoice
     ) -> None:
         async with self._db.read("invoice.reference") as session:
             reference = await session.scalar(
@@ -150,7 +147,7 @@ class Operator:
             )
         if reference is None:
             raise NotFound("invoice")
-        if corrected.get("erp_reference") != reference:
+        if corrected.erp_reference != reference:
             raise InvalidField(
                 "corrected_invoice.erp_reference",
                 "the correction must keep the invoice's ERP reference",

@@ -24,11 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clients.fbr.codes import fbr_error_path
 from clients.fbr.responses import DeliveryOutcome, OutcomeKind
+from clients.fbr.rules import Violation
 from server.audit.trail import NewAuditEvent, append_audit_events, invoice_event
 from server.db.engine import Database
 from server.db.models import DeliveryAttempt, Invoice, InvoiceState
 from server.db.notify import Notifier
 from server.invoices.claims import Claimed, claim_event
+from server.invoices.model import InvoiceError
 from server.invoices.results import NewResult, ResultKind, append_results, results_topic
 
 _INVOICES = cast(Table, Invoice.__table__)
@@ -68,45 +70,38 @@ class Finished:
     at: dt.datetime
 
 
-def rejection_error(outcome: DeliveryOutcome) -> dict[str, Any]:
-    """The stored error of an invoice FBR rejected: one violation per failing line/header."""
-    violations = [
-        {
-            "path": fbr_error_path(item.error_code, item.item_sno),
-            "fbr_error_code": item.error_code,
-            "message": item.error or "FBR rejected this line",
-        }
+def rejection_error(outcome: DeliveryOutcome) -> InvoiceError:
+    """The error of an invoice FBR rejected: one violation per failing line, or the header."""
+    violations = tuple(
+        Violation(
+            fbr_error_path(item.error_code, item.item_sno),
+            item.error_code,
+            item.error or "FBR rejected this line",
+        )
         for item in outcome.item_statuses
         if item.status_code != "00"
-    ]
-    if not violations:
-        violations = [
-            {
-                "path": fbr_error_path(outcome.error_code),
-                "fbr_error_code": outcome.error_code,
-                "message": outcome.error_message or "FBR rejected the invoice",
-            }
-        ]
-    codes = ", ".join(sorted({v["fbr_error_code"] for v in violations if v["fbr_error_code"]}))
-    return {
-        "reason": "FBR_REJECTED",
-        "message": f"FBR rejected the invoice (codes {codes})"
-        if codes
-        else "FBR rejected the invoice",
-        "violations": violations,
-    }
+    ) or (
+        Violation(
+            fbr_error_path(outcome.error_code),
+            outcome.error_code,
+            outcome.error_message or "FBR rejected the invoice",
+        ),
+    )
+    codes = ", ".join(sorted({v.fbr_error_code for v in violations if v.fbr_error_code}))
+    return InvoiceError(
+        "FBR_REJECTED",
+        f"FBR rejected the invoice (codes {codes})" if codes else "FBR rejected the invoice",
+        violations,
+    )
 
 
-def doubt_error(detail: str) -> dict[str, Any]:
-    """The stored error of an invoice in doubt."""
-    return {
-        "reason": "FBR_OUTCOME_UNKNOWN",
-        "message": "FBR may or may not have issued a number ("
-        + detail
-        + "); the hub will not resend on its own. Check FBR's records, then call "
-        "ResolveInvoice.",
-        "violations": [],
-    }
+def doubt_error(detail: str) -> InvoiceError:
+    """The error of an invoice in doubt."""
+    return InvoiceError(
+        "FBR_OUTCOME_UNKNOWN",
+        f"FBR may or may not have issued a number ({detail}); the hub will not resend on its "
+        "own. Check FBR's records, then call ResolveInvoice.",
+    )
 
 
 def outcome_transition(
@@ -180,7 +175,7 @@ def _rejected(
     claimed: Claimed, outcome: DeliveryOutcome, at: dt.datetime
 ) -> tuple[dict[str, Any], NewResult]:
     state = InvoiceState.REJECTED_FBR.value
-    error = rejection_error(outcome)
+    error = rejection_error(outcome).to_json()
     values = {
         **_lease_cleared(at),
         "state": state,
@@ -197,11 +192,9 @@ def _retry_later(outcome: DeliveryOutcome, at: dt.datetime, delay: float) -> dic
         **_lease_cleared(at),
         "state": InvoiceState.RETRY_WAIT.value,
         "next_attempt_at": at + dt.timedelta(seconds=delay),
-        "error": {
-            "reason": "FBR_UNAVAILABLE",
-            "message": f"not delivered yet ({outcome.detail}); retrying",
-            "violations": [],
-        },
+        "error": InvoiceError(
+            "FBR_UNAVAILABLE", f"not delivered yet ({outcome.detail}); retrying"
+        ).to_json(),
     }
 
 
@@ -209,7 +202,7 @@ def _in_doubt(
     claimed: Claimed, outcome: DeliveryOutcome, at: dt.datetime
 ) -> tuple[dict[str, Any], NewResult]:
     state = InvoiceState.IN_DOUBT.value
-    error = doubt_error(outcome.detail)
+    error = doubt_error(outcome.detail).to_json()
     values = {
         **_lease_cleared(at),
         "state": state,

@@ -18,10 +18,11 @@ from sqlalchemy import String, Table, any_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from clients.fbr.payload import NormalisedInvoice
+from clients.fbr.channels import Channel
 from server.db.bulk import copy_rows
 from server.db.models import Invoice, InvoiceState
-from server.invoices.validation import Rejection, channel_of
+from server.invoices.model import SubmittedInvoice
+from server.invoices.validation import Verdict
 
 _REFERENCE_ARRAY = postgresql.ARRAY(String)
 _JSON_COLUMNS = frozenset({"payload", "error"})
@@ -43,21 +44,20 @@ class Candidate:
 
     Attributes:
         index: its position in the submitted batch.
-        reference: its ERP reference.
-        submitted: what the ERP sent, without the reference.
-        payload: what is stored and later sent to FBR.
-        digest: fingerprint of ``submitted``.
-        rejection: why it is invalid, or None.
-        original_id: the invoice a valid debit note corrects, if any.
+        invoice: what the ERP sent.
+        verdict: what validation says of it (payload to store, error, debit-note original).
+        digest: fingerprint of what was submitted.
     """
 
     index: int
-    reference: str
-    submitted: NormalisedInvoice
-    payload: NormalisedInvoice
+    invoice: SubmittedInvoice
+    verdict: Verdict
     digest: str
-    rejection: Rejection | None
-    original_id: uuid.UUID | None = None
+
+    @property
+    def reference(self) -> str:
+        """The ERP reference."""
+        return self.invoice.erp_reference
 
 
 def _parse_date(value: str) -> dt.date | None:
@@ -69,24 +69,25 @@ def _parse_date(value: str) -> dt.date | None:
 
 def invoice_row(tenant_id: uuid.UUID, c: Candidate, now: dt.datetime) -> dict[str, Any]:
     """The invoices row of a candidate: QUEUED if valid, REJECTED_LOCAL otherwise."""
-    valid = c.rejection is None
-    pos = channel_of(c.submitted) == "pos"
+    valid = c.verdict.error is None
+    body = c.invoice.body
+    pos = c.invoice.channel is Channel.POS
     return {
         "id": uuid.uuid4(),
         "tenant_id": tenant_id,
         "erp_reference": c.reference,
         "content_sha256": c.digest,
-        "channel": "pos" if pos else "di",
+        "channel": c.invoice.channel.value,
         "state": InvoiceState.QUEUED if valid else InvoiceState.REJECTED_LOCAL,
-        "invoice_type": f"POS {c.submitted.get('invoice_type', '')}"[:16]
+        "invoice_type": f"POS {body.get('invoice_type', '')}"[:16]
         if pos
-        else c.submitted.get("invoice_type", "")[:16],
+        else body.get("invoice_type", "")[:16],
         "invoice_date": _parse_date(
-            c.submitted.get("date_time", "")[:10] if pos else c.submitted.get("invoice_date", "")
+            body.get("date_time", "")[:10] if pos else body.get("invoice_date", "")
         ),
-        "original_invoice_id": c.original_id,
-        "payload": c.payload,
-        "error": None if valid else c.rejection.to_json(),  # type: ignore[union-attr]
+        "original_invoice_id": c.verdict.original_id,
+        "payload": c.verdict.payload,
+        "error": None if c.verdict.error is None else c.verdict.error.to_json(),
         "attempt_count": 0,
         "next_attempt_at": now if valid else None,
         "created_at": now,

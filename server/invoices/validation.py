@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from clients.fbr.channels import Channel
 from clients.fbr.payload import INVOICE_TYPE_DEBIT_NOTE, NormalisedInvoice
 from clients.fbr.pos.payload import with_totals
 from clients.fbr.pos.rules import PosValidationContext, validate_pos_invoice
@@ -24,7 +25,7 @@ from clients.fbr.rules import ValidationContext, Violation, validate_invoice
 from server.access.tenants import TenantProfile
 from server.db.engine import Database
 from server.db.models import Invoice, InvoiceState
-from server.errors import FieldProblem, InvalidInvoice
+from server.invoices.model import InvoiceError, SubmittedInvoice
 from server.invoices.reference_data import ReferenceStore
 
 PAKISTAN_TIME = dt.timezone(dt.timedelta(hours=5), "PKT")
@@ -34,37 +35,6 @@ MAX_REFERENCE_LENGTH = 100
 MAX_ITEMS = 1000
 MAX_TEXT_LENGTH = 1000
 _TOO_LONG = f"Too long: at most {MAX_TEXT_LENGTH} characters."
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why an invoice was not queued.
-
-    Attributes:
-        reason: UPPER_SNAKE reason (``INVOICE_INVALID``, ``ERP_REFERENCE_REUSED``...).
-        message: a summary safe to show.
-        problems: the field violations, paths relative to the invoice (``items[2].hs_code``);
-            the servicer prefixes ``invoices[i].`` when it answers a batch.
-    """
-
-    reason: str
-    message: str
-    problems: tuple[FieldProblem, ...]
-
-    def as_error(self) -> InvalidInvoice:
-        """The rejection raised as an error (for calls that validate one invoice)."""
-        return InvalidInvoice(self.message, self.problems)
-
-    def to_json(self) -> dict[str, Any]:
-        """The form stored in ``invoices.error``."""
-        return {
-            "reason": self.reason,
-            "message": self.message,
-            "violations": [
-                {"path": p.path, "fbr_error_code": p.fbr_error_code, "message": p.message}
-                for p in self.problems
-            ],
-        }
 
 
 @dataclass(frozen=True)
@@ -85,16 +55,29 @@ class BatchContext:
     originals: dict[str, Original] = field(default_factory=dict)
 
 
-def channel_of(invoice: NormalisedInvoice) -> str:
-    """``pos`` for a POS invoice (converted from ``Invoice.pos``), else ``di``."""
-    return str(invoice.get("channel", "di"))
+@dataclass(frozen=True)
+class Verdict:
+    """What validation says about one submitted invoice.
+
+    Attributes:
+        payload: what is stored and later sent to FBR (the body plus what the tenant supplies).
+        error: why the invoice cannot be queued, or None.
+        original_id: for a valid debit note, the hub id of the accepted original it names.
+    """
+
+    payload: NormalisedInvoice
+    error: InvoiceError | None
+    original_id: uuid.UUID | None = None
+
+    @property
+    def valid(self) -> bool:
+        """True when the invoice may be queued for FBR."""
+        return self.error is None
 
 
-def without_reference(invoice: NormalisedInvoice) -> NormalisedInvoice:
-    """The invoice as the ERP submitted it, minus its own ``erp_reference``."""
-    submitted = dict(invoice)
-    submitted.pop("erp_reference", None)
-    return submitted
+def reference_usable(reference: str) -> bool:
+    """Whether an ERP reference can identify an invoice (1 to 100 characters)."""
+    return 0 < len(reference) <= MAX_REFERENCE_LENGTH
 
 
 class InvoiceValidator:
@@ -112,14 +95,14 @@ class InvoiceValidator:
         self._clock = clock
 
     async def prepare(
-        self, tenant: TenantProfile, invoices: Sequence[NormalisedInvoice]
+        self, tenant: TenantProfile, invoices: Sequence[SubmittedInvoice]
     ) -> BatchContext:
         """The context for a batch: looks up the originals its debit notes name."""
         refs = {
-            invoice.get("invoice_ref_no", "")
+            invoice.body.get("invoice_ref_no", "")
             for invoice in invoices
-            if invoice.get("invoice_type") == INVOICE_TYPE_DEBIT_NOTE
-            and invoice.get("invoice_ref_no")
+            if invoice.body.get("invoice_type") == INVOICE_TYPE_DEBIT_NOTE
+            and invoice.body.get("invoice_ref_no")
         }
         originals: dict[str, Original] = {}
         if refs:
@@ -149,107 +132,99 @@ class InvoiceValidator:
         )
         return BatchContext(tenant, di, PosValidationContext(), originals)
 
-    def stored_payload(self, tenant: TenantProfile, invoice: NormalisedInvoice) -> dict[str, Any]:
+    def stored_payload(self, tenant: TenantProfile, invoice: SubmittedInvoice) -> NormalisedInvoice:
         """What is stored (and sent): the ERP's invoice plus what the tenant supplies."""
-        submitted = without_reference(invoice)
-        if channel_of(invoice) == "pos":
+        if invoice.channel is Channel.POS:
             return with_totals(
-                {**submitted, "pos_id": tenant.pos_id, "usin": invoice.get("erp_reference", "")}
+                {**invoice.body, "pos_id": tenant.pos_id, "usin": invoice.erp_reference}
             )
-        return {**submitted, **tenant.seller_fields()}
+        return {**invoice.body, **tenant.seller_fields()}
 
-    def validate(
-        self,
-        invoice: NormalisedInvoice,
-        batch: BatchContext,
-        *,
-        payload: NormalisedInvoice | None = None,
-    ) -> Rejection | None:
-        """Judge one invoice; problem paths are relative to the invoice (``items[0].uom``).
+    def judge(self, invoice: SubmittedInvoice, batch: BatchContext) -> Verdict:
+        """Everything ingest needs to know of one invoice: its payload, its error, its original.
 
-        Args:
-            payload: ``stored_payload`` of the invoice, if the caller has built it already.
+        Violation paths are relative to the invoice (``items[0].uom``, ``pos.items[0]...``).
         """
-        tenant = batch.tenant
-        problems: list[FieldProblem] = []
-        reference = invoice.get("erp_reference", "")
-        if not reference or len(reference) > MAX_REFERENCE_LENGTH:
-            problems.append(
-                FieldProblem(
-                    "erp_reference",
-                    f"Give the ERP's own reference, 1 to {MAX_REFERENCE_LENGTH} characters.",
-                )
+        payload = self.stored_payload(batch.tenant, invoice)
+        violations = _reference_violations(invoice.erp_reference)
+        violations += _size_violations(invoice)
+        violations += self._rule_violations(invoice, payload, batch)
+        if violations:
+            codes = sorted({v.fbr_error_code for v in violations if v.fbr_error_code})
+            error = InvoiceError(
+                reason="INVOICE_INVALID",
+                message=f"invoice failed {len(violations)} validation check(s)"
+                + (f" (FBR codes {', '.join(codes)})" if codes else ""),
+                violations=tuple(violations),
             )
-        problems.extend(_size_problems(invoice))
-        channel = channel_of(invoice)
-        violations: list[Violation]
-        if channel != tenant.channel:
-            violations = [
+            return Verdict(payload, error)
+        return Verdict(payload, None, self._original_of(invoice, batch))
+
+    def _rule_violations(
+        self, invoice: SubmittedInvoice, payload: NormalisedInvoice, batch: BatchContext
+    ) -> list[Violation]:
+        tenant_channel = batch.tenant.channel
+        if invoice.channel is not tenant_channel:
+            pos = tenant_channel is Channel.POS
+            return [
                 Violation(
-                    "pos" if tenant.channel == "pos" else "items",
+                    "pos" if pos else "items",
                     "",
                     "This tenant sends to FBR's POS fiscal channel: fill `pos` (and leave the "
                     "Digital Invoicing fields empty)."
-                    if tenant.channel == "pos"
+                    if pos
                     else "This tenant sends to FBR's Digital Invoicing channel: fill the "
                     "invoice fields and `items`, not `pos`.",
                 )
             ]
-        elif channel == "pos":
-            full = self.stored_payload(tenant, invoice) if payload is None else payload
-            violations = [
+        if invoice.channel is Channel.POS:
+            return [
                 Violation(
                     f"pos.{v.path}" if not v.path.startswith("usin") else "erp_reference",
                     v.fbr_error_code,
                     v.message,
                 )
-                for v in validate_pos_invoice(full, batch.pos)
+                for v in validate_pos_invoice(payload, batch.pos)
             ]
-        else:
-            full = self.stored_payload(tenant, invoice) if payload is None else payload
-            violations = validate_invoice(full, batch.di)
-        problems.extend(FieldProblem(v.path, v.message, v.fbr_error_code) for v in violations)
-        if not problems:
-            return None
-        codes = sorted({p.fbr_error_code for p in problems if p.fbr_error_code})
-        return Rejection(
-            reason="INVOICE_INVALID",
-            message=f"invoice failed {len(problems)} validation check(s)"
-            + (f" (FBR codes {', '.join(codes)})" if codes else ""),
-            problems=tuple(problems),
-        )
+        return validate_invoice(payload, batch.di)
 
-    def original_of(self, invoice: NormalisedInvoice, batch: BatchContext) -> uuid.UUID | None:
+    @staticmethod
+    def _original_of(invoice: SubmittedInvoice, batch: BatchContext) -> uuid.UUID | None:
         """The hub id of the accepted original a debit note names, if it is in the hub."""
-        if invoice.get("invoice_type") != INVOICE_TYPE_DEBIT_NOTE:
+        if invoice.body.get("invoice_type") != INVOICE_TYPE_DEBIT_NOTE:
             return None
-        found = batch.originals.get(invoice.get("invoice_ref_no", ""))
+        found = batch.originals.get(invoice.body.get("invoice_ref_no", ""))
         return found.invoice_id if found else None
 
 
-def _size_problems(invoice: NormalisedInvoice) -> list[FieldProblem]:
+def _reference_violations(reference: str) -> list[Violation]:
+    if reference_usable(reference):
+        return []
+    message = f"Give the ERP's own reference, 1 to {MAX_REFERENCE_LENGTH} characters."
+    return [Violation("erp_reference", "", message)]
+
+
+def _size_violations(invoice: SubmittedInvoice) -> list[Violation]:
     """Field length and line count limits (field names only, never the values)."""
-    problems = [
-        FieldProblem(name, _TOO_LONG)
-        for name, value in invoice.items()
+    body = invoice.body
+    found = [
+        Violation(name, "", _TOO_LONG)
+        for name, value in body.items()
         if isinstance(value, str) and len(value) > MAX_TEXT_LENGTH
     ]
-    items = invoice.get("items") or []
+    items = body.get("items") or []
     if len(items) > MAX_ITEMS:
-        problems.append(FieldProblem("items", f"Too many lines: at most {MAX_ITEMS} per invoice."))
+        found.append(Violation("items", "", f"Too many lines: at most {MAX_ITEMS} per invoice."))
     for index, item in enumerate(items[:MAX_ITEMS]):
         if not _short_enough(item):
-            problems.extend(
-                FieldProblem(f"items[{index}].{name}", _TOO_LONG)
+            found.extend(
+                Violation(f"items[{index}].{name}", "", _TOO_LONG)
                 for name, value in item.items()
                 if isinstance(value, str) and len(value) > MAX_TEXT_LENGTH
             )
-    if channel_of(invoice) == "pos":
-        problems = [
-            FieldProblem(p.path if p.path == "erp_reference" else f"pos.{p.path}", p.message)
-            for p in problems
-        ]
-    return problems
+    if invoice.channel is Channel.POS:
+        found = [Violation(f"pos.{v.path}", "", v.message) for v in found]
+    return found
 
 
 def _short_enough(item: Mapping[str, Any]) -> bool:

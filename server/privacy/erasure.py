@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clients.fbr.channels import Channel
 from server.db.models import (
     Account,
     AccountStatus,
@@ -191,7 +192,7 @@ def _pseudonymise_buyer(invoice: Invoice, ref: str, *, force: bool) -> ErasureVe
     """Replace the buyer's identity on an invoice that never became a fiscal record."""
     if force:
         payload = dict(invoice.payload)
-        if payload.get("channel") == "pos":
+        if invoice.channel == Channel.POS:
             for name in POS_BUYER_FIELDS:
                 if payload.get(name):
                     payload[name] = f"{PSEUDONYM}-{ref[:12]}"

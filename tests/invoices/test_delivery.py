@@ -22,7 +22,7 @@ from server.db.notify import Notifier
 from server.invoices.delivery import Forwarder, ForwarderConfig
 from server.invoices.intake import Ingestor
 from tests.conftest import OTHER_TOKEN, SELLER_NTN, Tenant, hub_settings, make_tenant
-from tests.helpers import eventually, proto_invoice, results_until, sample, submit, violations
+from tests.helpers import eventually, proto_invoice, results_until, submit, submitted, violations
 
 
 class NeverSends:
@@ -161,7 +161,7 @@ async def test_expired_lease_becomes_in_doubt_not_queued(db: Database, tenant: T
     profile = await load_tenant(db, tenant.id)
     assert profile is not None
     ingestor = Ingestor(db, notifier, clock=lambda: clock[0])
-    (ack,) = await ingestor.submit(profile, [sample("LEASE-1")])
+    (ack,) = await ingestor.submit(profile, [submitted("LEASE-1")])
     config = ForwarderConfig(lease_seconds=30)
 
     dead = Forwarder(db, NeverSends(), notifier, config, worker_id="dead", clock=lambda: clock[0])
@@ -220,7 +220,7 @@ async def test_claimed_but_unsent_invoices_are_released_back_to_the_queue(
     profile = await load_tenant(db, tenant.id)
     assert profile is not None
     ingestor = Ingestor(db, notifier)
-    acks = await ingestor.submit(profile, [sample(f"HOLD-{i}") for i in range(3)])
+    acks = await ingestor.submit(profile, [submitted(f"HOLD-{i}") for i in range(3)])
     worker = Forwarder(db, NeverSends(), notifier, ForwarderConfig(), worker_id="holder")
     claimed = await worker.claim_due(10)
     assert {c.invoice_id for c in claimed} == {a.invoice_id for a in acks}
@@ -296,7 +296,7 @@ async def test_forwarder_fills_the_window_holds_a_buffer_and_gives_it_back_on_st
     notifier = Notifier()
     profile = await load_tenant(db, tenant.id)
     assert profile is not None
-    await Ingestor(db, notifier).submit(profile, [sample(f"WIN-{i}") for i in range(40)])
+    await Ingestor(db, notifier).submit(profile, [submitted(f"WIN-{i}") for i in range(40)])
     fbr = GatedFbr()
     config = ForwarderConfig(concurrency=4, prefetch=6, poll_seconds=0.05)
     forwarder = Forwarder(db, fbr, notifier, config, worker_id="windowed")
@@ -332,7 +332,7 @@ async def test_two_workers_never_claim_the_same_invoice(db: Database, tenant: Te
     profile = await load_tenant(db, tenant.id)
     assert profile is not None
     ingestor = Ingestor(db, notifier)
-    await ingestor.submit(profile, [sample(f"PAIR-{i}") for i in range(40)])
+    await ingestor.submit(profile, [submitted(f"PAIR-{i}") for i in range(40)])
     config = ForwarderConfig(claim_batch=7)
     workers = [Forwarder(db, NeverSends(), notifier, config, worker_id=f"w{i}") for i in range(3)]
 

@@ -14,10 +14,9 @@ import uuid
 from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import insert, select, text
 
-from clients.fbr.rules import ValidationContext, validate_invoice
+from clients.fbr.rules import ValidationContext, Violation, validate_invoice
 from server.access.tenants import TenantProfile, load_tenant
 from server.api.convert.invoices import ack_to_proto
-from server.api.errors import FieldProblem
 from server.audit.queries import read_audit_events
 from server.audit.trail import event_content, event_hash
 from server.audit.verify import verify_chain
@@ -25,10 +24,11 @@ from server.db.engine import Database
 from server.db.models import Invoice
 from server.db.notify import Notifier
 from server.invoices import storage
-from server.invoices.intake import Ack, AckOutcome, Ingestor, content_sha256
-from server.invoices.validation import MAX_TEXT_LENGTH, Rejection, without_reference
+from server.invoices.intake import Ack, AckOutcome, Ingestor
+from server.invoices.model import InvoiceError, SubmittedInvoice
+from server.invoices.validation import MAX_TEXT_LENGTH
 from tests.conftest import Tenant
-from tests.helpers import eventually, sample
+from tests.helpers import eventually, sample, submitted
 
 TODAY = dt.date(2025, 5, 13)
 
@@ -90,10 +90,12 @@ async def test_long_lines_pass_and_only_an_overlong_field_is_refused(
     over = sample("OVER-1")
     last = len(over["items"])
     over["items"].append({**over["items"][0], "product_description": "d" * (MAX_TEXT_LENGTH + 1)})
-    fine, refused = await ingestor.check(profile, [long_line, over])
+    fine, refused = await ingestor.check(
+        profile, [SubmittedInvoice.from_normalised(i) for i in (long_line, over)]
+    )
     assert fine is None
     assert refused is not None
-    assert [p.path for p in refused.problems] == [f"items[{last}].product_description"]
+    assert [v.path for v in refused.violations] == [f"items[{last}].product_description"]
 
 
 async def test_a_reference_stored_by_another_stream_meanwhile_is_a_duplicate(
@@ -108,18 +110,11 @@ async def test_a_reference_stored_by_another_stream_meanwhile_is_a_duplicate(
     """
     ingestor = Ingestor(db, Notifier())
     profile = await _profile(db, tenant)
-    invoices = [sample("RACE-1"), sample("RACE-2")]
-    submitted = without_reference(invoices[0])
+    invoices = [submitted("RACE-1"), submitted("RACE-2")]
+    verdict = await ingestor.judge_one(profile, invoices[0])
     other = storage.invoice_row(
         tenant.id,
-        storage.Candidate(
-            0,
-            "RACE-1",
-            submitted,
-            ingestor.validator.stored_payload(profile, invoices[0]),
-            content_sha256(submitted),
-            None,
-        ),
+        storage.Candidate(0, invoices[0], verdict, invoices[0].content_sha256()),
         dt.datetime.now(dt.UTC),
     )
     stored, release = asyncio.Event(), asyncio.Event()
@@ -163,7 +158,11 @@ async def test_stored_invoices_and_their_audit_chain_read_back_as_written(
     setup_events = (await verify_chain(db, tenant.id)).checked_count
     invalid = sample("BAD-1")
     invalid["items"][0]["hs_code"] = "85164000"
-    acks = await ingestor.submit(profile, [sample("OK-1"), invalid], actor="apikey:test")
+    acks = await ingestor.submit(
+        profile,
+        [submitted("OK-1"), SubmittedInvoice.from_normalised(invalid)],
+        actor="apikey:test",
+    )
     assert [a.outcome for a in acks] == [AckOutcome.ACCEPTED, AckOutcome.REJECTED]
     async with db.read() as session:
         rows = await session.scalars(select(Invoice).where(Invoice.tenant_id == tenant.id))
@@ -180,9 +179,9 @@ async def test_stored_invoices_and_their_audit_chain_read_back_as_written(
 
 
 def test_an_ack_is_numbered_within_its_own_request() -> None:
-    problem = FieldProblem("items[0].hs_code", "bad", "0019")
-    rejection = Rejection("INVOICE_INVALID", "invoice failed 1 validation check(s)", (problem,))
-    ack = Ack(7, "R-7", AckOutcome.REJECTED, uuid.uuid4(), None, rejection)
+    problem = Violation("items[0].hs_code", "0019", "bad")
+    error = InvoiceError("INVOICE_INVALID", "invoice failed 1 validation check(s)", (problem,))
+    ack = Ack(7, "R-7", AckOutcome.REJECTED, uuid.uuid4(), None, error)
     message = ack_to_proto(ack, index=2)
     assert message.index == 2
     assert _fields(message.error) == ["invoices[2].items[0].hs_code"]

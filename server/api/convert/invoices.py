@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 from google.rpc import status_pb2
 
 from clients.fbr import payload
+from clients.fbr.channels import Channel
+from clients.fbr.rules import Violation
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2
+from server.api.convert.common import timestamp
 from server.api.convert.pos import pos_from_domain, pos_to_domain
 from server.api.errors import build_status
 from server.db.models import DeliveryAttempt, Invoice, ResultEvent
-from server.errors import FieldProblem
 from server.invoices.intake import Ack
-from server.invoices.validation import Rejection
+from server.invoices.model import InvoiceError, SubmittedInvoice
 
 _INVOICE_TYPES = {
     invoice_pb2.INVOICE_TYPE_SALE_INVOICE: payload.INVOICE_TYPE_SALE,
@@ -51,6 +54,13 @@ _ACK_OUTCOMES = {
     "DUPLICATE": invoice_service_pb2.ACK_OUTCOME_DUPLICATE,
     "REJECTED": invoice_service_pb2.ACK_OUTCOME_REJECTED,
 }
+# Errors of invoices the hub answered itself (in an ack or a validation result).
+_LOCAL_REASONS = frozenset({"INVOICE_INVALID", "ERP_REFERENCE_REUSED"})
+_ERROR_CODES = {
+    "FBR_OUTCOME_UNKNOWN": grpc.StatusCode.UNKNOWN,
+    "FBR_UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+    "FBR_REJECTED": grpc.StatusCode.FAILED_PRECONDITION,
+}
 _STATES = {
     name.removeprefix("INVOICE_STATE_"): value for name, value in invoice_pb2.InvoiceState.items()
 }
@@ -64,91 +74,73 @@ _RESULT_KINDS = {
 }
 
 
-def invoice_to_domain(message: invoice_pb2.Invoice) -> payload.NormalisedInvoice:
-    """Protobuf invoice -> normalised invoice (plus ``erp_reference``), all strings."""
+def invoice_to_domain(message: invoice_pb2.Invoice) -> SubmittedInvoice:
+    """Protobuf invoice -> the submitted invoice: reference, channel, normalised body."""
     if message.HasField("pos"):
-        return pos_to_domain(message.erp_reference, message.pos)
-    invoice: payload.NormalisedInvoice = {
-        "erp_reference": message.erp_reference,
+        return SubmittedInvoice(message.erp_reference, Channel.POS, pos_to_domain(message.pos))
+    body: payload.NormalisedInvoice = {
         "invoice_type": _INVOICE_TYPES.get(message.invoice_type, ""),
         "buyer_registration_type": _REGISTRATION.get(message.buyer_registration_type, ""),
     }
     for name in _HEADER_TEXT:
-        invoice[name] = getattr(message, name)
-    invoice["items"] = [
-        {name: getattr(item, name) for name in _ITEM_FIELDS} for item in message.items
-    ]
-    return invoice
+        body[name] = getattr(message, name)
+    body["items"] = [{name: getattr(item, name) for name in _ITEM_FIELDS} for item in message.items]
+    return SubmittedInvoice(message.erp_reference, Channel.DI, body)
 
 
-def invoice_from_domain(erp_reference: str, invoice: dict[str, Any]) -> invoice_pb2.Invoice:
-    """Stored normalised invoice -> protobuf invoice (the seller block is left out)."""
-    if invoice.get("channel") == "pos":
-        return invoice_pb2.Invoice(erp_reference=erp_reference, pos=pos_from_domain(invoice))
+def invoice_to_proto(invoice: SubmittedInvoice) -> invoice_pb2.Invoice:
+    """A submitted (or stored) invoice as protobuf (the seller block is left out)."""
+    body = invoice.body
+    if invoice.channel is Channel.POS:
+        return invoice_pb2.Invoice(erp_reference=invoice.erp_reference, pos=pos_from_domain(body))
     return invoice_pb2.Invoice(
-        erp_reference=erp_reference,
+        erp_reference=invoice.erp_reference,
         invoice_type=_INVOICE_TYPES_BACK.get(
-            invoice.get("invoice_type", ""), invoice_pb2.INVOICE_TYPE_UNSPECIFIED
+            body.get("invoice_type", ""), invoice_pb2.INVOICE_TYPE_UNSPECIFIED
         ),
         buyer_registration_type=_REGISTRATION_BACK.get(
-            invoice.get("buyer_registration_type", ""),
+            body.get("buyer_registration_type", ""),
             invoice_pb2.BUYER_REGISTRATION_TYPE_UNSPECIFIED,
         ),
         items=[
             invoice_pb2.InvoiceItem(**{name: item.get(name, "") for name in _ITEM_FIELDS})
-            for item in invoice.get("items", [])
+            for item in body.get("items", [])
         ],
-        **{name: invoice.get(name, "") for name in _HEADER_TEXT},
+        **{name: body.get(name, "") for name in _HEADER_TEXT},
     )
 
 
-def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
-    """A datetime as a protobuf Timestamp (None stays unset)."""
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+def error_status(error: InvoiceError, *, prefix: str = "") -> status_pb2.Status:
+    """An invoice's error as a ``google.rpc.Status``; violation paths under ``prefix``.
 
-
-def rejection_status(rejection: Rejection, *, index: int) -> status_pb2.Status:
-    """A domain rejection as the status of invoice ``index`` of a batch (paths prefixed)."""
-    problems = [
-        FieldProblem(f"invoices[{index}].{p.path}", p.message, p.fbr_error_code)
-        for p in rejection.problems
+    A local rejection answers ``INVALID_ARGUMENT``; FBR's rejection ``FAILED_PRECONDITION``
+    (the request was well formed, FBR refused it); a doubt ``UNKNOWN``; a delay
+    ``UNAVAILABLE``.
+    """
+    violations = [
+        Violation(f"{prefix}{v.path}", v.fbr_error_code, v.message) for v in error.violations
     ]
-    codes = sorted({p.fbr_error_code for p in problems if p.fbr_error_code})
+    codes = sorted({v.fbr_error_code for v in violations if v.fbr_error_code})
+    metadata = {"fbrErrorCodes": ",".join(codes)} if codes else {}
+    if error.reason in _LOCAL_REASONS:
+        metadata = {"violationCount": str(len(violations)), "fbrErrorCodes": ",".join(codes)}
     return build_status(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        rejection.message,
-        reason=rejection.reason,
-        metadata={"violationCount": str(len(problems)), "fbrErrorCodes": ",".join(codes)},
-        problems=problems,
+        _ERROR_CODES.get(error.reason, grpc.StatusCode.INVALID_ARGUMENT),
+        error.message,
+        reason=error.reason or "INVOICE_INVALID",
+        metadata=metadata or None,
+        problems=violations,
     )
 
 
-def stored_error_status(error: dict[str, Any] | None) -> status_pb2.Status | None:
-    """The ``invoices.error`` / event error JSON as a ``google.rpc.Status``."""
-    if not error:
-        return None
-    problems = [
-        FieldProblem(v["path"], v["message"], v.get("fbr_error_code", ""))
-        for v in error.get("violations", [])
-    ]
-    reason = error.get("reason", "")
-    code = {
-        "FBR_OUTCOME_UNKNOWN": grpc.StatusCode.UNKNOWN,
-        "FBR_UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
-        "FBR_REJECTED": grpc.StatusCode.FAILED_PRECONDITION,
-    }.get(reason, grpc.StatusCode.INVALID_ARGUMENT)
-    codes = sorted({p.fbr_error_code for p in problems if p.fbr_error_code})
-    return build_status(
-        code,
-        error.get("message", ""),
-        reason=reason or "INVOICE_INVALID",
-        metadata={"fbrErrorCodes": ",".join(codes)} if codes else None,
-        problems=problems,
-    )
+def rejection_status(error: InvoiceError, *, index: int) -> status_pb2.Status:
+    """A rejected invoice's status as the answer for invoice ``index`` of a batch."""
+    return error_status(error, prefix=f"invoices[{index}].")
+
+
+def stored_error_status(error: Mapping[str, Any] | None) -> status_pb2.Status | None:
+    """The stored ``invoices.error`` / event error as a ``google.rpc.Status``."""
+    return error_status(InvoiceError.from_json(error)) if error else None
 
 
 def ack_to_proto(ack: Ack, *, index: int | None = None) -> invoice_service_pb2.InvoiceAck:
@@ -165,7 +157,7 @@ def ack_to_proto(ack: Ack, *, index: int | None = None) -> invoice_service_pb2.I
         outcome=_ACK_OUTCOMES[ack.outcome.value],
         invoice_id=str(ack.invoice_id) if ack.invoice_id else "",
         state=state_to_proto(ack.state.value) if ack.state else 0,  # type: ignore[arg-type]
-        error=rejection_status(ack.rejection, index=index) if ack.rejection else None,
+        error=rejection_status(ack.error, index=index) if ack.error else None,
     )
 
 
@@ -189,7 +181,9 @@ def record_to_proto(
         invoice_id=str(row.id),
         erp_reference=row.erp_reference,
         state=state_to_proto(row.state),
-        invoice=invoice_from_domain(row.erp_reference, row.payload),
+        invoice=invoice_to_proto(
+            SubmittedInvoice(row.erp_reference, Channel(row.channel), row.payload)
+        ),
         fbr_invoice_number=row.fbr_invoice_number or "",
         fbr_dated=row.fbr_dated or "",
         item_statuses=[invoice_pb2.FbrItemStatus(**s) for s in row.item_statuses or []],

@@ -35,11 +35,9 @@ def _code(value: int) -> str:
     return str(value) if value else ""
 
 
-def pos_to_domain(erp_reference: str, message: invoice_pb2.PosInvoice) -> NormalisedPosInvoice:
-    """A protobuf POS invoice -> the normalised POS form (USIN = the ERP reference)."""
+def pos_to_domain(message: invoice_pb2.PosInvoice) -> NormalisedPosInvoice:
+    """A protobuf POS invoice -> the normalised POS form (its USIN is the ERP reference)."""
     invoice: NormalisedPosInvoice = {
-        "erp_reference": erp_reference,
-        "channel": "pos",
         "payment_mode": _code(message.payment_mode),
         "invoice_type": _code(message.invoice_type),
     }
