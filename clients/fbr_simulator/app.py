@@ -47,6 +47,7 @@ from clients.fbr_simulator import control, faults, pos, protocol, refdata
 from clients.fbr_simulator.faults import Fault
 from clients.fbr_simulator.listener import Listener
 from clients.fbr_simulator.schedule import FaultInjector, FaultPlan, Latency, OutageMode, Step
+from clients.fbr_simulator.tokens import TokenBook, TokenGrant
 
 # Pakistan has kept UTC+5 without daylight saving since 2009; a fixed offset needs no tzdata.
 PAKISTAN_TIME = datetime.timezone(datetime.timedelta(hours=5), "PKT")
@@ -58,19 +59,6 @@ ENDPOINTS: dict[str, tuple[str, bool]] = {
     "/di_data/v1/di/validateinvoicedata_sb": ("sandbox", False),
     "/di_data/v1/di/validateinvoicedata": ("production", False),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class TokenGrant:
-    """Whom a security token belongs to and where it is valid."""
-
-    seller_ntn_cnic: str
-    environment: str = "sandbox"
-    """``"sandbox"`` or ``"production"``."""
-    scenarios: frozenset[str] | None = None
-    """Sandbox scenarios assigned to the seller; None: all of SN001-SN028."""
-    expires_at: datetime.datetime | None = None
-    """When the token stops working (simulator clock; naive means UTC); None: never."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +133,7 @@ class FbrSimulator:
             raise ValueError("give either a plan or latency/error_rate/seed, not both")
         self.injector = FaultInjector(plan)
         """Decides each request's fault and latency; its ``requests`` counts them."""
-        self.tokens = dict(tokens)
+        self.tokens = TokenBook(tokens, self.now)
         self.hang_seconds = hang_seconds
         self.issued: list[IssuedNumber] = []
         self.stats: Counter[tuple[str, str]] = Counter()
@@ -241,45 +229,6 @@ class FbrSimulator:
         if per_key:
             report["issued_per_key"] = dict(self._issued_per_key)
         return report
-
-    def add_token(
-        self,
-        token: str,
-        seller_ntn_cnic: str,
-        environment: str = "sandbox",
-        *,
-        expires_at: datetime.datetime | None = None,
-    ) -> None:
-        """Grant ``token`` to a seller (replacing any grant it had).
-
-        Raises:
-            ValueError: for an environment other than sandbox or production.
-        """
-        if environment not in {"sandbox", "production"}:
-            raise ValueError(f"unknown environment {environment!r}")
-        self.tokens[token] = TokenGrant(seller_ntn_cnic, environment, expires_at=expires_at)
-
-    def revoke_token(self, token: str) -> None:
-        """Forget ``token``: from now on it gets WSO2's 401 900901."""
-        self.tokens.pop(token, None)
-
-    def expire_token(self, token: str, at: datetime.datetime | None = None) -> None:
-        """Make ``token`` expire at ``at`` (default: now, by the simulator's clock).
-
-        Raises:
-            KeyError: if the token is unknown.
-        """
-        self.tokens[token] = replace(self.tokens[token], expires_at=at or self.now())
-
-    def rotate_token(
-        self, old: str, new: str, *, expires_at: datetime.datetime | None = None
-    ) -> None:
-        """Replace ``old`` by ``new`` for the same seller: ``old`` gets 401 from now on.
-
-        Raises:
-            KeyError: if ``old`` is unknown.
-        """
-        self.tokens[new] = replace(self.tokens.pop(old), expires_at=expires_at)
 
     def outage_now(self) -> OutageMode | None:
         """The outage in force now, if any."""
@@ -391,7 +340,7 @@ class FbrSimulator:
             if fault.before_processing:
                 self.stats[endpoint, fault.value] += 1
                 return await self.answer_before_processing(request, fault)
-        grant = self._authenticate(request, environment)
+        grant = self.tokens.authenticate(request, environment)
         if isinstance(grant, web.Response):
             self.stats[endpoint, "unauthorized"] += 1
             return grant
@@ -415,27 +364,6 @@ class FbrSimulator:
     def next_fault(self) -> Fault | None:
         """The fault for the next request (scripted first, then the plan), if any."""
         return self.next_request()[0]
-
-    def authenticate(
-        self, request: web.Request, environment: str | None
-    ) -> TokenGrant | web.Response:
-        """The token's grant, or WSO2's 401; ``environment`` None accepts either."""
-        return self._authenticate(request, environment)
-
-    def _authenticate(
-        self, request: web.Request, environment: str | None
-    ) -> TokenGrant | web.Response:
-        """The token's grant, or WSO2's 401 (also for a token of the other environment)."""
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return faults.missing_credentials()
-        grant = self.tokens.get(token)
-        if grant is None or (environment is not None and grant.environment != environment):
-            return faults.invalid_credentials()
-        if grant.expires_at is not None and self.now() >= _aware(grant.expires_at):
-            return faults.invalid_credentials()  # WSO2 says the same for an expired token
-        return grant
 
     def _judge(
         self,

@@ -23,7 +23,7 @@ import logging
 import signal
 from dataclasses import replace
 
-from clients.fbr_simulator.app import FbrSimulator, TokenGrant
+from clients.fbr_simulator.app import FbrSimulator
 from clients.fbr_simulator.faults import Fault
 from clients.fbr_simulator.schedule import (
     Burst,
@@ -33,6 +33,7 @@ from clients.fbr_simulator.schedule import (
     OutageMode,
     Step,
 )
+from clients.fbr_simulator.tokens import TokenGrant
 
 logger = logging.getLogger(__name__)
 _ENVIRONMENTS = ("sandbox", "production")

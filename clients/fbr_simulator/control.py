@@ -58,7 +58,7 @@ def add_routes(app: web.Application, simulator: FbrSimulator) -> None:
         try:
             body = orjson.loads(await request.read())
             expires = body.get("expires_at")
-            simulator.add_token(
+            simulator.tokens.add(
                 request.match_info["token"],
                 str(body["seller"]),
                 str(body.get("environment", "sandbox")),
@@ -69,7 +69,7 @@ def add_routes(app: web.Application, simulator: FbrSimulator) -> None:
         return _json({"token": request.match_info["token"]})
 
     async def delete_token(request: web.Request) -> web.Response:
-        simulator.revoke_token(request.match_info["token"])
+        simulator.tokens.revoke(request.match_info["token"])
         return _json({"revoked": request.match_info["token"]})
 
     app.router.add_get(f"{PREFIX}/stats", stats)

@@ -101,7 +101,7 @@ class PosEndpoints:
             simulator.faults_applied[fault] += 1
             simulator.stats[stats_key, fault.value] += 1
             return await simulator.answer_before_processing(request, fault)
-        grant = simulator.authenticate(request, environment)
+        grant = simulator.tokens.authenticate(request, environment)
         if isinstance(grant, web.Response):
             simulator.stats[stats_key, "unauthorized"] += 1
             return grant

@@ -47,7 +47,7 @@ def add_routes(app: web.Application, simulator: FbrSimulator) -> None:
         handler: Callable[[web.Request, Mapping[str, Any]], Any],
     ) -> Callable[[web.Request], Any]:
         async def handle(request: web.Request) -> web.StreamResponse:
-            grant = simulator.authenticate(request, None)
+            grant = simulator.tokens.authenticate(request, None)
             if isinstance(grant, web.Response):
                 return grant
             result: web.StreamResponse = await handler(request, simulator.reference_snapshot)

@@ -65,82 +65,86 @@ def retention_cutoff(now: dt.datetime, years: int) -> dt.datetime:
 async def sweep(db: Database, *, retention_years: int, now: dt.datetime) -> SweepReport:
     """Anonymise closed accounts whose time has come and purge invoices past retention."""
     cutoff = retention_cutoff(now, retention_years)
-    anonymised = 0
-    while True:
-        async with db.write("retention.accounts") as session:
-            accounts = list(
-                await session.scalars(
-                    select(Account)
-                    .where(Account.status == AccountStatus.CLOSED, Account.anonymise_due_at <= now)
-                    .limit(_BATCH)
-                    .with_for_update()
-                )
-            )
-            for account in accounts:
-                await anonymise_account(session, account, force=True, now=now)
-            await append_audit_events(
-                session,
-                [
-                    NewAuditEvent(
-                        tenant_id=a.tenant_id,
-                        actor=ACTOR,
-                        action="account.anonymised",
-                        resource=f"accounts/{a.id}",
-                    )
-                    for a in accounts
-                ],
-                now,
-            )
-        anonymised += len(accounts)
-        if len(accounts) < _BATCH:
+    anonymised = purged = 0
+    while (batch := await _anonymise_due_accounts(db, now)) > 0:
+        anonymised += batch
+        if batch < _BATCH:
             break
-    purged = 0
-    while True:
-        async with db.write("retention.invoices") as session:
-            rows = list(
-                (
-                    await session.execute(
-                        select(Invoice.id, Invoice.tenant_id)
-                        .where(Invoice.created_at < cutoff, Invoice.state.in_(PURGEABLE_STATES))
-                        .limit(_BATCH)
-                    )
-                ).all()
-            )
-            ids = [r.id for r in rows]
-            if ids:
-                await session.execute(
-                    delete(DeliveryAttempt).where(DeliveryAttempt.invoice_id.in_(ids))
-                )
-                await session.execute(delete(ResultEvent).where(ResultEvent.invoice_id.in_(ids)))
-                await session.execute(
-                    delete(InvoiceAnnotation).where(InvoiceAnnotation.invoice_id.in_(ids))
-                )
-                await session.execute(
-                    delete(RetentionHold).where(RetentionHold.invoice_id.in_(ids))
-                )
-                await session.execute(delete(Invoice).where(Invoice.id.in_(ids)))
-            await append_audit_events(
-                session,
-                [
-                    NewAuditEvent(
-                        tenant_id=r.tenant_id,
-                        actor=ACTOR,
-                        action="invoice.purged",
-                        resource=f"invoices/{r.id}",
-                        details={"retention_years": str(retention_years)},
-                    )
-                    for r in rows
-                ],
-                now,
-            )
-        purged += len(ids)
-        if len(ids) < _BATCH:
+    while (batch := await _purge_invoices(db, cutoff, retention_years, now)) > 0:
+        purged += batch
+        if batch < _BATCH:
             break
     if anonymised or purged:
         logger.info(
             "retention sweep: %d accounts anonymised, %d invoices purged", anonymised, purged
         )
     return SweepReport(anonymised, purged)
+
+
+async def _anonymise_due_accounts(db: Database, now: dt.datetime) -> int:
+    """Anonymise up to one batch of closed accounts that are due; returns how many."""
+    async with db.write("retention.accounts") as session:
+        accounts = list(
+            await session.scalars(
+                select(Account)
+                .where(Account.status == AccountStatus.CLOSED, Account.anonymise_due_at <= now)
+                .limit(_BATCH)
+                .with_for_update()
+            )
+        )
+        for account in accounts:
+            await anonymise_account(session, account, force=True, now=now)
+        await append_audit_events(
+            session,
+            [
+                NewAuditEvent(
+                    tenant_id=a.tenant_id,
+                    actor=ACTOR,
+                    action="account.anonymised",
+                    resource=f"accounts/{a.id}",
+                )
+                for a in accounts
+            ],
+            now,
+        )
+    return len(accounts)
+
+
+async def _purge_invoices(
+    db: Database, cutoff: dt.datetime, retention_years: int, now: dt.datetime
+) -> int:
+    """Delete up to one batch of settled invoices received before ``cutoff``; returns how many.
+
+    Their attempts, result events, annotations and holds go with them.
+    """
+    async with db.write("retention.invoices") as session:
+        rows = (
+            await session.execute(
+                select(Invoice.id, Invoice.tenant_id)
+                .where(Invoice.created_at < cutoff, Invoice.state.in_(PURGEABLE_STATES))
+                .limit(_BATCH)
+            )
+        ).all()
+        ids = [r.id for r in rows]
+        if ids:
+            for dependent in (DeliveryAttempt, ResultEvent, InvoiceAnnotation, RetentionHold):
+                await session.execute(delete(dependent).where(dependent.invoice_id.in_(ids)))
+            await session.execute(delete(Invoice).where(Invoice.id.in_(ids)))
+        await append_audit_events(
+            session,
+            [
+                NewAuditEvent(
+                    tenant_id=r.tenant_id,
+                    actor=ACTOR,
+                    action="invoice.purged",
+                    resource=f"invoices/{r.id}",
+                    details={"retention_years": str(retention_years)},
+                )
+                for r in rows
+            ],
+            now,
+        )
+    return len(ids)
 
 
 async def run_periodically(

@@ -317,7 +317,7 @@ async def test_an_expired_token_gets_the_wso2_401(
 ) -> None:
     clock = Clock()
     sim = await started(clock=clock)
-    sim.expire_token(SANDBOX_TOKEN, NOW + dt.timedelta(minutes=5))
+    sim.tokens.expire(SANDBOX_TOKEN, NOW + dt.timedelta(minutes=5))
     assert (await post(http, sim))[0] == 200
     clock.advance(300)
     status, _, text = await post(http, sim)
@@ -330,11 +330,11 @@ async def test_rotated_and_revoked_tokens_are_refused_at_once(
     http: aiohttp.ClientSession, started: Callable[..., Any]
 ) -> None:
     sim = await started()
-    sim.rotate_token(SANDBOX_TOKEN, "fresh-token")
+    sim.tokens.rotate(SANDBOX_TOKEN, "fresh-token")
     assert (await post(http, sim))[0] == 401
     assert (await post(http, sim, token="fresh-token"))[0] == 200
     assert sim.tokens["fresh-token"].seller_ntn_cnic == SELLER
-    sim.revoke_token("fresh-token")
+    sim.tokens.revoke("fresh-token")
     assert (await post(http, sim, token="fresh-token"))[0] == 401
 
 
