@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     forwarder_lease_seconds: float = 60.0
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 300.0
-    # Pacing toward FBR (README "Delivery limits"). Rate 0 means unlimited.
+    # Pacing toward FBR (docs/configuration.md). Rate 0 means unlimited.
     tenant_rate_per_second: float = Field(default=0.0, ge=0)
     tenant_burst: float = Field(default=50.0, ge=1)
     tenant_concurrency: int = Field(default=0, ge=0)
@@ -93,7 +93,7 @@ class Settings(BaseSettings):
             raise ValueError("FBRHUB_CURSOR_SECRET must be set to a real secret in production")
         return self
 
-    # --- Privacy, audit, access control, transport security (issue 4) -------------------
+    # --- Privacy, audit, access control, transport security --------------------------------
     # TLS on the gRPC port when a certificate and key are given (PEM files); mutual TLS when
     # a client CA is given too (clients without a certificate signed by it are refused).
     tls_cert_file: str | None = None

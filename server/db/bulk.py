@@ -1,8 +1,9 @@
 """Bulk inserts: ``COPY`` on PostgreSQL, ``executemany`` elsewhere.
 
-``COPY`` is several times cheaper per row than multi-row INSERT through the ORM (research
-perf-anchors §b), and the hot paths (ingest, delivery outcomes, audit trail) insert a row or
-more per invoice. Rows are dicts keyed by column name; JSON columns are serialised here.
+``COPY`` is several times cheaper per row than multi-row INSERT through the ORM (see
+docs/benchmarks.md for the figures on this stack), and the hot paths (ingest, delivery
+outcomes, audit trail) insert a row or more per invoice. Rows are dicts keyed by column name;
+JSON columns are serialised here.
 """
 
 from __future__ import annotations

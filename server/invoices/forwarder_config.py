@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ForwarderConfig:
-    """Tuning of the forwarder (see README "Delivery limits").
+    """Tuning of the forwarder (docs/configuration.md, "delivery and pacing").
 
     Attributes:
         concurrency: most requests in flight to FBR from this process, and the ceiling of
