@@ -9,7 +9,6 @@ of a typical ERP invoice of a few lines.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import random
 import uuid
 from typing import Any
@@ -70,21 +69,19 @@ def to_proto(invoice: NormalisedInvoice) -> invoice_pb2.Invoice:
     return invoice_to_proto(SubmittedInvoice.from_normalised(invoice))
 
 
-def stored_row(tenant_id: uuid.UUID, invoice: NormalisedInvoice) -> dict[str, Any]:
+def stored_row(tenant_id: uuid.UUID, invoice: SubmittedInvoice) -> dict[str, Any]:
     """The ``invoices`` row the hub's ingest writes for ``invoice`` (for the COPY baseline).
 
     Mirrors ``server.invoices.storage.invoice_row`` for a valid invoice: the payload is the
     submitted invoice plus the tenant's seller block, the digest is of the submitted part.
     """
-    submitted = {k: v for k, v in invoice.items() if k != "erp_reference"}
+    submitted = invoice.body
     now = dt.datetime.now(dt.UTC)
     return {
         "id": uuid.uuid4(),
         "tenant_id": tenant_id,
-        "erp_reference": invoice["erp_reference"],
-        "content_sha256": hashlib.sha256(
-            orjson.dumps(submitted, option=orjson.OPT_SORT_KEYS)
-        ).hexdigest(),
+        "erp_reference": invoice.erp_reference,
+        "content_sha256": invoice.content_sha256(),
         "channel": "di",
         "state": "QUEUED",
         "invoice_type": submitted.get("invoice_type", "")[:16],
