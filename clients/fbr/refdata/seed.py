@@ -73,75 +73,9 @@ def _rate_value(text: str) -> float:
 
 def build_seed() -> dict[str, Any]:
     """The seed snapshot as a dict (see :mod:`clients.fbr.refdata.snapshot` for the layout)."""
-    uom_ids = dict(_KNOWN_UOM_IDS)
-    for number, text in enumerate(reference.UNITS_OF_MEASURE, start=9000):
-        uom_ids.setdefault(text, number)
-    trans_ids = dict(_KNOWN_TRANS_TYPES)
-    for number, sale_type in enumerate(reference.SALE_TYPES, start=9100):
-        trans_ids.setdefault(sale_type.name, number)
-    hs_codes = dict(_SPEC_HS_CODES)
-    for profile in samples.scenario_profiles().values():
-        for hs_code, description, _, _ in profile.products:
-            hs_codes.setdefault(hs_code, description.upper())
-
-    rate_ids: dict[tuple[str, str], int] = {}
-    next_rate = 9200
-    sale_type_to_rate: list[dict[str, Any]] = []
-    for sale_type in reference.SALE_TYPES:
-        rates = []
-        for text in sorted(sale_type.rates):
-            rate_id = _KNOWN_RATE_IDS.get((sale_type.name, text))
-            if rate_id is None:
-                rate_id, next_rate = next_rate, next_rate + 1
-            rate_ids[sale_type.name, text] = rate_id
-            rates.append({"ratE_ID": rate_id, "ratE_DESC": text, "ratE_VALUE": _rate_value(text)})
-        if rates:
-            sale_type_to_rate.append(
-                {
-                    "transTypeId": trans_ids[sale_type.name],
-                    "originationSupplier": None,
-                    "date": None,
-                    "rates": rates,
-                }
-            )
-
-    # SRO schedules and serials as PRAL's samples use them, per (sale type, rate).
-    sro_ids: dict[str, int] = {}
-    schedules: dict[int, dict[str, int]] = {}
-    serials: dict[int, set[str]] = {}
-    for scenario_id, profile in samples.scenario_profiles().items():
-        if not profile.sro_schedule_no:
-            continue
-        sale_type_name = reference.scenario_sale_type(scenario_id) or ""
-        sro_id = sro_ids.setdefault(profile.sro_schedule_no, 9300 + len(sro_ids))
-        rate_id = rate_ids[sale_type_name, profile.rate]
-        schedules.setdefault(rate_id, {})[profile.sro_schedule_no] = sro_id
-        serials.setdefault(sro_id, set()).add(profile.sro_item_serial_no)
-    sro_schedule: list[dict[str, Any]] = [
-        {"rate_id": 413, "origination_supplier_csv": 1, "date": "04-Feb-2024",
-         "schedules": [{"srO_ID": 7, "srO_DESC": "Zero Rated Gas"},
-                       {"srO_ID": 8, "srO_DESC": "5th Schedule"}]},
-    ]  # fmt: skip
-    for rate_id, by_text in sorted(schedules.items()):
-        sro_schedule.append(
-            {
-                "rate_id": rate_id,
-                "origination_supplier_csv": None,
-                "date": None,
-                "schedules": [{"srO_ID": i, "srO_DESC": t} for t, i in sorted(by_text.items())],
-            }
-        )
-    sro_item: list[dict[str, Any]] = [
-        {"sro_id": 389, "date": "2025-03-25",
-         "items": [{"srO_ITEM_ID": 17853, "srO_ITEM_DESC": "50"}]},
-    ]  # fmt: skip
-    item_ids = iter(range(9400, 10000))
-    for sro_id, found in sorted(serials.items()):
-        items = [{"srO_ITEM_ID": next(item_ids), "srO_ITEM_DESC": s} for s in sorted(found)]
-        sro_item.append({"sro_id": sro_id, "date": None, "items": items})
-    sro_item_codes = [{"srO_ITEM_ID": 724, "srO_ITEM_DESC": "9"}] + [
-        item for entry in sro_item[1:] for item in entry["items"]
-    ]
+    uom_ids, trans_ids, hs_codes = _ids()
+    rate_ids, sale_type_to_rate = _sale_type_rates(trans_ids)
+    sro_schedule, sro_item, sro_item_codes = _sro_lists(rate_ids)
     return {
         "format": SNAPSHOT_FORMAT,
         "source": "seed",
@@ -181,20 +115,120 @@ def build_seed() -> dict[str, Any]:
         "SaleTypeToRate": sale_type_to_rate,
         "SroSchedule": sro_schedule,
         "SROItem": sro_item,
-        "HS_UOM": [
+        "HS_UOM": _hs_units(uom_ids),
+        **_registration_answers(),
+    }
+
+
+def _ids() -> tuple[dict[str, int], dict[str, int], dict[str, str]]:
+    """Unit, transaction-type and HS-code tables: FBR's documented ids, assumed ones after."""
+    uom_ids = dict(_KNOWN_UOM_IDS)
+    for number, text in enumerate(reference.UNITS_OF_MEASURE, start=9000):
+        uom_ids.setdefault(text, number)
+    trans_ids = dict(_KNOWN_TRANS_TYPES)
+    for number, sale_type in enumerate(reference.SALE_TYPES, start=9100):
+        trans_ids.setdefault(sale_type.name, number)
+    hs_codes = dict(_SPEC_HS_CODES)
+    for profile in samples.scenario_profiles().values():
+        for hs_code, description, _, _ in profile.products:
+            hs_codes.setdefault(hs_code, description.upper())
+
+    return uom_ids, trans_ids, hs_codes
+
+
+def _sale_type_rates(
+    trans_ids: dict[str, int],
+) -> tuple[dict[tuple[str, str], int], list[dict[str, Any]]]:
+    """Rate ids per (sale type, rate text), and FBR's SaleTypeToRate list."""
+    rate_ids: dict[tuple[str, str], int] = {}
+    next_rate = 9200
+    sale_type_to_rate: list[dict[str, Any]] = []
+    for sale_type in reference.SALE_TYPES:
+        rates = []
+        for text in sorted(sale_type.rates):
+            rate_id = _KNOWN_RATE_IDS.get((sale_type.name, text))
+            if rate_id is None:
+                rate_id, next_rate = next_rate, next_rate + 1
+            rate_ids[sale_type.name, text] = rate_id
+            rates.append({"ratE_ID": rate_id, "ratE_DESC": text, "ratE_VALUE": _rate_value(text)})
+        if rates:
+            sale_type_to_rate.append(
+                {
+                    "transTypeId": trans_ids[sale_type.name],
+                    "originationSupplier": None,
+                    "date": None,
+                    "rates": rates,
+                }
+            )
+
+    return rate_ids, sale_type_to_rate
+
+
+def _sro_lists(
+    rate_ids: dict[tuple[str, str], int],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """SroSchedule, SROItem and sroitemcode as PRAL's samples use them."""
+    # SRO schedules and serials as PRAL's samples use them, per (sale type, rate).
+    sro_ids: dict[str, int] = {}
+    schedules: dict[int, dict[str, int]] = {}
+    serials: dict[int, set[str]] = {}
+    for scenario_id, profile in samples.scenario_profiles().items():
+        if not profile.sro_schedule_no:
+            continue
+        sale_type_name = reference.scenario_sale_type(scenario_id) or ""
+        sro_id = sro_ids.setdefault(profile.sro_schedule_no, 9300 + len(sro_ids))
+        rate_id = rate_ids[sale_type_name, profile.rate]
+        schedules.setdefault(rate_id, {})[profile.sro_schedule_no] = sro_id
+        serials.setdefault(sro_id, set()).add(profile.sro_item_serial_no)
+    sro_schedule: list[dict[str, Any]] = [
+        {"rate_id": 413, "origination_supplier_csv": 1, "date": "04-Feb-2024",
+         "schedules": [{"srO_ID": 7, "srO_DESC": "Zero Rated Gas"},
+                       {"srO_ID": 8, "srO_DESC": "5th Schedule"}]},
+    ]  # fmt: skip
+    for rate_id, by_text in sorted(schedules.items()):
+        sro_schedule.append(
             {
-                "hs_code": code,
-                "annexure_id": 3,
-                "uoms": [
-                    {
-                        "uoM_ID": uom_ids[text],
-                        "description": "Square Meter" if uom_ids[text] == 77 else text,
-                    }
-                    for text in units
-                ],
+                "rate_id": rate_id,
+                "origination_supplier_csv": None,
+                "date": None,
+                "schedules": [{"srO_ID": i, "srO_DESC": t} for t, i in sorted(by_text.items())],
             }
-            for code, units in sorted(_HS_UNITS.items())
-        ],
+        )
+    sro_item: list[dict[str, Any]] = [
+        {"sro_id": 389, "date": "2025-03-25",
+         "items": [{"srO_ITEM_ID": 17853, "srO_ITEM_DESC": "50"}]},
+    ]  # fmt: skip
+    item_ids = iter(range(9400, 10000))
+    for sro_id, found in sorted(serials.items()):
+        items = [{"srO_ITEM_ID": next(item_ids), "srO_ITEM_DESC": s} for s in sorted(found)]
+        sro_item.append({"sro_id": sro_id, "date": None, "items": items})
+    sro_item_codes = [{"srO_ITEM_ID": 724, "srO_ITEM_DESC": "9"}] + [
+        item for entry in sro_item[1:] for item in entry["items"]
+    ]
+    return sro_schedule, sro_item, sro_item_codes
+
+
+def _hs_units(uom_ids: dict[str, int]) -> list[dict[str, Any]]:
+    """HS_UOM: the units FBR allows for the HS codes whose units the sources give."""
+    return [
+        {
+            "hs_code": code,
+            "annexure_id": 3,
+            "uoms": [
+                {
+                    "uoM_ID": uom_ids[text],
+                    "description": "Square Meter" if uom_ids[text] == 77 else text,
+                }
+                for text in units
+            ],
+        }
+        for code, units in sorted(_HS_UNITS.items())
+    ]
+
+
+def _registration_answers() -> dict[str, Any]:
+    """STATL and Get_Reg_Type answers for the registration numbers the samples use."""
+    return {
         "STATL": [
             {
                 "regno": "0788762",
