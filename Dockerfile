@@ -10,7 +10,7 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- build: install the package and its pinned dependencies into a venv ----------------------
+# --- build: install the SDK, then the hub and its pinned dependencies, into a venv ----------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -20,9 +20,12 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # .dockerignore keeps the context to the package sources, pyproject.toml and README.md.
 COPY . .
-# grpcio, psycopg[binary], orjson and aiohttp ship manylinux wheels for CPython 3.11,
-# so no compiler is needed. Non-editable install: the runtime stage does not need /src.
+# The SDK (fbrhub-sdk: the generated fbrhub.v1 code and the hub's client) first, from its
+# own project: the hub requires it by name. grpcio, psycopg[binary], orjson and aiohttp ship
+# manylinux wheels for CPython 3.11 to 3.13, so no compiler is needed. Non-editable
+# installs: the runtime stage does not need /src.
 RUN pip install --upgrade pip \
+    && pip install ./clients/hub \
     && pip install . \
     && python -c "import server.commands.main"
 

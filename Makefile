@@ -4,7 +4,9 @@
 #   make test      set up .venv if needed, then run the test suite (PYTEST_ARGS=...)
 #   make lint      ruff check + ruff format --check + mypy + import contracts + buf lint/format
 #                  + generated-code check
-#   make gen       regenerate fbrhub/ from proto/
+#   make gen       regenerate the Python stubs (clients/hub/src/fbrhub/) from proto/
+#   make gen-clients   Go, Java, C# and TypeScript code from proto/ into gen/ (buf generate)
+#   make descriptors   gen/fbrhub.binpb: the contract as a descriptor set with source info
 #
 # The PostgreSQL suite runs only when FBRHUB_TEST_POSTGRES_URL is set
 # (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it.
@@ -16,6 +18,9 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
+GEN_VENV := .venv-gen
+GEN_PY := $(GEN_VENV)/bin/python
+GEN_STAMP := $(GEN_VENV)/.installed
 NODE_STAMP := node_modules/.installed
 BUF := node_modules/.bin/buf
 
@@ -36,10 +41,19 @@ help:
 
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): pyproject.toml
+# The SDK (clients/hub, distribution fbrhub-sdk) first: the hub depends on it by name.
+$(VENV_STAMP): pyproject.toml clients/hub/pyproject.toml
 	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e './clients/hub[otel,test]'
 	$(PY) -m pip install -qq -e '.[dev]'
+	@touch $@
+
+# The Python code generator, pinned apart from the hub (scripts/gen-requirements.txt says why).
+$(GEN_STAMP): scripts/gen-requirements.txt
+	@test -x $(GEN_PY) || { echo "creating $(GEN_VENV) with $(PYTHON)"; $(PYTHON) -m venv $(GEN_VENV); }
+	$(GEN_PY) -m pip install -qq --upgrade pip
+	$(GEN_PY) -m pip install -qq -r scripts/gen-requirements.txt
 	@touch $@
 
 node: $(NODE_STAMP)
@@ -84,20 +98,21 @@ ruff-format-check: $(VENV_STAMP)
 imports: $(VENV_STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 
-# Packages to check come from [tool.mypy] in pyproject.toml.
+# Packages to check come from [tool.mypy] in pyproject.toml; the SDK has its own settings.
 mypy: $(VENV_STAMP)
 	$(PY) -m mypy
+	cd clients/hub && ../../$(PY) -m mypy
 
 fmt: $(VENV_STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 	$(BUF) format -w
 
-gen: $(VENV_STAMP)
-	$(PY) scripts/gen_protos.py
+gen: $(GEN_STAMP)
+	$(GEN_PY) scripts/gen_protos.py
 
-check-gen: $(VENV_STAMP)
-	PYTHON=$(PY) scripts/check_generated.sh
+check-gen: $(GEN_STAMP)
+	PYTHON=$(GEN_PY) scripts/check_generated.sh
 
 buf-lint: $(NODE_STAMP)
 	$(BUF) lint
@@ -119,4 +134,4 @@ clean:
 		-name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) node_modules
+	rm -rf $(VENV) $(GEN_VENV) node_modules gen

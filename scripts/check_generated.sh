@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Regenerate fbrhub/ from proto/ and fail if the result differs from what git has.
+# Regenerate clients/hub/src/fbrhub/ from proto/ and fail if the result differs from what git has.
 #
 # The generated code is committed, so a change to proto/ must come with the regenerated
-# files (run `make gen` and commit both). Uses $PYTHON (default .venv/bin/python), which needs
-# grpcio-tools and mypy-protobuf from the dev extras.
+# files (run `make gen` and commit both). Uses $PYTHON (default .venv-gen/bin/python), which needs
+# grpcio-tools and mypy-protobuf (scripts/gen-requirements.txt).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PYTHON="${PYTHON:-.venv/bin/python}"
-GEN_DIR=fbrhub/
+PYTHON="${PYTHON:-.venv-gen/bin/python}"
+GEN_DIR=clients/hub/src/fbrhub/
 
 if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     echo "check_generated: not a git work tree; cannot compare generated code" >&2

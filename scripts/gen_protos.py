@@ -1,7 +1,10 @@
 """Regenerate the Python code for the protobuf contract in proto/.
 
-Writes fbrhub/v1/*_pb2.py(i) and *_pb2_grpc.py(i) with grpc_tools.protoc and the
-mypy-protobuf plugins. CI runs this and fails if the committed files differ.
+Writes clients/hub/src/fbrhub/v1/*_pb2.py(i) and *_pb2_grpc.py(i) (shipped by the SDK,
+``fbrhub-sdk``) with grpc_tools.protoc and the mypy-protobuf plugins. Run it with the
+generator venv (``make gen``: .venv-gen, scripts/gen-requirements.txt), whose pinned
+grpcio-tools sets the oldest grpcio and protobuf the generated code accepts. CI runs this
+and fails if the committed files differ.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 THIRD_PARTY = ROOT / "third_party" / "proto"
-OUT = ROOT
+OUT = ROOT / "clients" / "hub" / "src"
 
 
 def main() -> int:

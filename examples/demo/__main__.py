@@ -26,7 +26,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from clients.hub import HubApiError, HubClient
 from examples.demo.extras import (
     Extras,
     run_pos_segment,
@@ -48,6 +47,7 @@ from examples.demo.plan import (
 from examples.demo.report import NEXT_STEPS, report
 from examples.demo.stream import Tally, cross_check, stream_invoices
 from fbrhub.v1 import invoice_pb2
+from fbrhub_sdk import AsyncHubClient, HubApiError
 from server.access.api_keys import create_api_key
 from server.access.tenants import create_tenant
 from server.db.engine import Database
@@ -137,7 +137,7 @@ async def tell_story(
         later steps found.
     """
     api_key, pos_api_key = api_keys
-    async with HubClient(address, api_key) as client:
+    async with AsyncHubClient(address, api_key) as client:
         today = dt.datetime.now(PAKISTAN_TIME).date()
         plan = build_plan(options.invoices, options.seed, today)
         tally = Tally()

@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from clients.hub import HubClient, describe_status, invoice_to_proto
 from examples.demo.plan import (
     DEBIT_NOTE_REFERENCE,
     PAKISTAN_TIME,
@@ -28,6 +27,7 @@ from examples.demo.plan import (
 )
 from examples.demo.stream import Tally, stream_invoices
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2
+from fbrhub_sdk import AsyncHubClient, describe_status, invoice_to_proto
 
 PRINTED_INVOICES = 3
 
@@ -51,7 +51,7 @@ class Extras:
 
 
 async def wait_until_final(
-    client: HubClient, erp_reference: str, timeout: float
+    client: AsyncHubClient, erp_reference: str, timeout: float
 ) -> invoice_pb2.InvoiceRecord:
     """Poll GetInvoice until the invoice is ACCEPTED, REJECTED_FBR or IN_DOUBT."""
     final = {
@@ -68,7 +68,7 @@ async def wait_until_final(
 
 
 async def send_debit_note(
-    client: HubClient, plan: Plan, tally: Tally, extras: Extras, today: dt.date, timeout: float
+    client: AsyncHubClient, plan: Plan, tally: Tally, extras: Extras, today: dt.date, timeout: float
 ) -> None:
     """Raise one accepted invoice by a debit note; check GetInvoice links both ways."""
     originals = [
@@ -113,7 +113,7 @@ async def send_debit_note(
 
 
 async def write_print_files(
-    client: HubClient, tally: Tally, extras: Extras, print_dir: Path
+    client: AsyncHubClient, tally: Tally, extras: Extras, print_dir: Path
 ) -> None:
     """Fetch GetPrintData for a few accepted invoices; write each QR code as PNG and SVG."""
     accepted = sorted(
@@ -141,7 +141,7 @@ async def run_pos_segment(
     now = dt.datetime.now(PAKISTAN_TIME).replace(tzinfo=None)
     extras.pos_plan = build_pos_plan(POS_INVOICES, options.seed, now)
     tally = extras.pos_tally
-    async with HubClient(address, api_key) as client:
+    async with AsyncHubClient(address, api_key) as client:
         await stream_invoices(
             client, extras.pos_plan, tally, console, options.timeout, channel="POS"
         )

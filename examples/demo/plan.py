@@ -14,8 +14,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from clients.fbr import samples
 from clients.fbr.payload import INVOICE_TYPE_DEBIT_NOTE, NormalisedInvoice
-from clients.hub import invoice_to_proto
 from fbrhub.v1 import invoice_pb2
+from fbrhub_sdk import invoice_to_proto
 
 PAKISTAN_TIME = dt.timezone(dt.timedelta(hours=5), "PKT")
 DEMO_SELLER = samples.SellerInfo(

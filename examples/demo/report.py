@@ -11,11 +11,11 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-from clients.hub import describe_status, error_details
 from examples.demo.extras import Extras
 from examples.demo.plan import POS_ID, SCENARIOS, Plan
 from examples.demo.stream import Tally
 from fbrhub.v1 import invoice_pb2
+from fbrhub_sdk import describe_status, error_details
 
 FBR_NUMBER = re.compile(r"^\d{7}DI\d{13}$")
 POS_FISCAL_NUMBER = re.compile(r"^\d{19}$")

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from clients.hub import HubApiError, HubClient, describe_status
 from examples.demo.plan import Plan
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2
+from fbrhub_sdk import AsyncHubClient, HubApiError, describe_status
 
 _REQUEST_PREFIX = re.compile(r"^invoices\[\d+\]\.")
 _ITEM_INDEX = re.compile(r"items\[\d+\]")
@@ -94,7 +94,7 @@ def record_ack(plan: Plan, tally: Tally, ack: invoice_service_pb2.InvoiceAck) ->
 
 
 async def stream_invoices(
-    client: HubClient,
+    client: AsyncHubClient,
     plan: Plan,
     tally: Tally,
     console: Console,
@@ -151,7 +151,7 @@ async def stream_invoices(
     return ingest_seconds
 
 
-async def cross_check(client: HubClient, tally: Tally) -> None:
+async def cross_check(client: AsyncHubClient, tally: Tally) -> None:
     """Look the results up again through GetInvoice and ListInvoices; note disagreements."""
     accepted = tally.by_kind(invoice_pb2.RESULT_KIND_ACCEPTED)
     try:

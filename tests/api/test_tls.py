@@ -152,12 +152,12 @@ async def test_mutual_tls_requires_a_client_certificate_from_the_ca(
 async def test_the_sdk_presents_a_client_certificate_for_mutual_tls(
     mtls_hub: Hub, pki: dict[str, Pem], role_keys: RoleKeys
 ) -> None:
-    from clients.hub import HubClient
+    from fbrhub_sdk import AsyncHubClient
 
     options = [("grpc.ssl_target_name_override", "localhost")]
     address = f"localhost:{mtls_hub.port}"
     key = role_keys.keys["erp"]
-    async with HubClient(
+    async with AsyncHubClient(
         address,
         key,
         root_certificates=pki["ca"][0],
@@ -165,5 +165,7 @@ async def test_the_sdk_presents_a_client_certificate_for_mutual_tls(
         options=options,
     ) as client:
         assert await client.is_serving(timeout=5)
-    async with HubClient(address, key, root_certificates=pki["ca"][0], options=options) as client:
+    async with AsyncHubClient(
+        address, key, root_certificates=pki["ca"][0], options=options
+    ) as client:
         assert not await client.is_serving(timeout=5)

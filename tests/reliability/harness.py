@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from clients.fbr_simulator import FbrSimulator, TokenGrant
-from clients.hub import HubApiError, HubClient
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2
+from fbrhub_sdk import AsyncHubClient, HubApiError
 from server.db.engine import Database
 from tests.conftest import POSTGRES_URL, SELLER_NTN, SELLER_TOKEN, TABLES, Tenant, make_tenant
 
@@ -86,7 +86,7 @@ async def submit(
         before the break stand.
     """
     try:
-        async with HubClient(address, api_key) as client:
+        async with AsyncHubClient(address, api_key) as client:
             async for ack in client.submit(invoices, batch_size=batch_size):
                 acks.append(ack)
     except HubApiError:

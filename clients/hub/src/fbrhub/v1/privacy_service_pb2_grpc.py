@@ -5,7 +5,7 @@ import warnings
 
 from fbrhub.v1 import privacy_service_pb2 as fbrhub_dot_v1_dot_privacy__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.74.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in fbrhub/v1/privacy_service_pb2_grpc.py depends on'
+        + f' but the generated code in fbrhub/v1/privacy_service_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class PrivacyServiceStub:
+class PrivacyServiceStub(object):
     """Answers the rights of data subjects: access, correction, erasure within legal retention,
     consent, account closure.
 
@@ -83,7 +83,7 @@ class PrivacyServiceStub:
                 _registered_method=True)
 
 
-class PrivacyServiceServicer:
+class PrivacyServiceServicer(object):
     """Answers the rights of data subjects: access, correction, erasure within legal retention,
     consent, account closure.
 
@@ -202,7 +202,7 @@ def add_PrivacyServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class PrivacyService:
+class PrivacyService(object):
     """Answers the rights of data subjects: access, correction, erasure within legal retention,
     consent, account closure.
 

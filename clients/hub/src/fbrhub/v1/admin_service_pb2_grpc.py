@@ -5,7 +5,7 @@ import warnings
 
 from fbrhub.v1 import admin_service_pb2 as fbrhub_dot_v1_dot_admin__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.74.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in fbrhub/v1/admin_service_pb2_grpc.py depends on'
+        + f' but the generated code in fbrhub/v1/admin_service_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class AdminServiceStub:
+class AdminServiceStub(object):
     """Administers one tenant: API keys, platform accounts and the FBR credential.
 
     Role `admin` only. Every call acts on the caller's tenant and is written to the audit
@@ -71,7 +71,7 @@ class AdminServiceStub:
                 _registered_method=True)
 
 
-class AdminServiceServicer:
+class AdminServiceServicer(object):
     """Administers one tenant: API keys, platform accounts and the FBR credential.
 
     Role `admin` only. Every call acts on the caller's tenant and is written to the audit
@@ -162,7 +162,7 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class AdminService:
+class AdminService(object):
     """Administers one tenant: API keys, platform accounts and the FBR credential.
 
     Role `admin` only. Every call acts on the caller's tenant and is written to the audit

@@ -5,7 +5,7 @@ import warnings
 
 from fbrhub.v1 import invoice_service_pb2 as fbrhub_dot_v1_dot_invoice__service__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.74.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in fbrhub/v1/invoice_service_pb2_grpc.py depends on'
+        + f' but the generated code in fbrhub/v1/invoice_service_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class InvoiceServiceStub:
+class InvoiceServiceStub(object):
     """Takes invoices from ERPs, delivers them to FBR and reports what became of them.
 
     Every call needs the metadata `authorization: Bearer <api key>` and sees only the
@@ -80,7 +80,7 @@ class InvoiceServiceStub:
                 _registered_method=True)
 
 
-class InvoiceServiceServicer:
+class InvoiceServiceServicer(object):
     """Takes invoices from ERPs, delivers them to FBR and reports what became of them.
 
     Every call needs the metadata `authorization: Bearer <api key>` and sees only the
@@ -208,7 +208,7 @@ def add_InvoiceServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class InvoiceService:
+class InvoiceService(object):
     """Takes invoices from ERPs, delivers them to FBR and reports what became of them.
 
     Every call needs the metadata `authorization: Bearer <api key>` and sees only the
