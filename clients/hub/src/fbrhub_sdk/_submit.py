@@ -129,6 +129,7 @@ class Submission:
         self._settings = settings
         self._unacked: collections.deque[invoice_pb2.Invoice] = collections.deque()
         self._exhausted = False
+        self._taking: asyncio.Future[list[invoice_pb2.Invoice]] | None = None
         self.streams_opened = 0
         """How many streams this submission opened (1 unless a stream broke)."""
 
@@ -141,6 +142,16 @@ class Submission:
             Exception: whatever the source raised, once the acks of the invoices already
                 sent have been yielded.
         """
+        try:
+            async for acks in self._attempts():
+                yield acks
+        finally:
+            if self._taking is not None:
+                self._taking.cancel()
+                await asyncio.gather(self._taking, return_exceptions=True)
+
+    async def _attempts(self) -> AsyncIterator[list[invoice_service_pb2.InvoiceAck]]:
+        """Stream after stream until the source is exhausted and everything is acked."""
         delays: Iterator[float] | None = None
         while True:
             progressed = False
@@ -220,7 +231,13 @@ class Submission:
             for start in range(0, len(resend), size):
                 await send(resend[start : start + size])
             while not self._exhausted:
-                batch = await self._source.take(size)
+                # The source is read by a task of its own that outlives a broken stream: the
+                # caller's iterator must never see a cancellation (an async generator
+                # cancelled mid-step is finished for good, and its invoices lost).
+                if self._taking is None:
+                    self._taking = asyncio.ensure_future(self._source.take(size))
+                batch = await asyncio.shield(self._taking)
+                self._taking = None
                 if not batch:
                     self._exhausted = True
                     break
