@@ -156,7 +156,9 @@ class HubProcess:
         assert self._hub is not None
         deadline = time.monotonic() + READY_SECONDS
         with grpc.insecure_channel(self.address) as channel:
-            check = channel.unary_unary("/grpc.health.v1.Health/Check")
+            check: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                "/grpc.health.v1.Health/Check"
+            )
             while time.monotonic() < deadline:
                 if self._hub.poll() is not None:
                     raise RuntimeError(f"hub exited:\n{log.read_text()[-2000:]}")

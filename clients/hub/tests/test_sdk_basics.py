@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from hubprocess import HubProcess, make_invoice
@@ -23,7 +24,7 @@ REJECTED = invoice_service_pb2.ACK_OUTCOME_REJECTED
 def test_sync_submit_reads_the_invoices_in_the_callers_thread(shared_hub: HubProcess) -> None:
     threads: set[int] = set()
 
-    def invoices():  # type: ignore[no-untyped-def]
+    def invoices() -> Iterator[invoice_pb2.Invoice]:
         for n in range(25):
             threads.add(threading.get_ident())
             yield make_invoice(f"SYNC-{n:03d}")
@@ -43,7 +44,7 @@ def test_sync_submit_reads_the_invoices_in_the_callers_thread(shared_hub: HubPro
 async def test_async_submit_then_results_until_every_outcome(shared_hub: HubProcess) -> None:
     references = [f"ASYNC-{n:03d}" for n in range(12)]
 
-    async def invoices():  # type: ignore[no-untyped-def]
+    async def invoices() -> AsyncIterator[invoice_pb2.Invoice]:
         for reference in references:
             yield make_invoice(reference)
 

@@ -97,16 +97,22 @@ class Bridge:
 
     def _serve_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
 
     def close(self) -> None:
         """Stop the loop and its thread (after the client's channel was closed)."""
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-        self.loop.close()
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has stopped the loop."""
+        return not self._thread.is_alive()
 
     def run(self, make: Callable[[CallerThread], Awaitable[_T]]) -> _T:
         """Run ``make(caller)`` on the loop and wait for its result in this thread.

@@ -120,7 +120,7 @@ class HubClient:
 
     def close(self) -> None:
         """Close the channel and stop the client's thread; calls still running are cancelled."""
-        if not self._bridge.loop.is_closed():
+        if not self._bridge.closed:
             self._bridge.run(lambda _: self._hub.close())
             self._bridge.close()
 
