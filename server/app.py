@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import grpc
 import httpx
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from clients.fbr.client import FbrClient
 from fbrhub.v1 import (
@@ -46,8 +46,11 @@ from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# Reflection v1 has v1alpha's messages under another package name; grpcio-reflection serves
+# only v1alpha, so the same servicer answers under both names (tools ask for either).
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 # Health and reflection answer without an API key; every other service needs one.
-PUBLIC_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
+PUBLIC_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1})
 HUB_SERVICES = tuple(service.full_name for service in HUB_SERVICE_DESCRIPTORS)
 
 
@@ -194,7 +197,7 @@ async def start_hub(
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection([*HUB_SERVICES, *PUBLIC_SERVICES], server)
+    _enable_reflection(server, [*HUB_SERVICES, *sorted(PUBLIC_SERVICES)])
     port = bind_port(server, settings)
     await server.start()
     for name in HUB_SERVICES:
@@ -204,6 +207,22 @@ async def start_hub(
     _start_background(hub, reference)
     logger.info("hub listening on %s", hub.address)
     return hub
+
+
+def _enable_reflection(server: grpc.aio.Server, service_names: list[str]) -> None:
+    """Serve gRPC reflection, v1 and v1alpha, listing ``service_names``."""
+    servicer = reflection.aio.ReflectionServicer(service_names)
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(name, {"ServerReflectionInfo": handler})
+            for name in (reflection.SERVICE_NAME, REFLECTION_V1)
+        ]
+    )
 
 
 def _start_background(hub: Hub, reference: ReferenceStore) -> None:
