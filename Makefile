@@ -31,10 +31,10 @@ BENCH_ARGS ?=
 BUF_AGAINST ?= .git\#branch=main
 
 .PHONY: help venv node demo test lint ruff ruff-check ruff-format-check mypy imports fmt gen check-gen \
-	buf-lint buf-format buf-build buf-breaking bench clean distclean
+	gen-clients descriptors buf-lint buf-format buf-build buf-breaking bench clean distclean
 
 help:
-	@echo "targets: venv demo test lint gen check-gen buf-lint buf-format buf-build buf-breaking fmt bench clean distclean"
+	@echo "targets: venv demo test lint gen check-gen gen-clients descriptors buf-lint buf-format buf-build buf-breaking fmt bench clean distclean"
 
 # ---------------------------------------------------------------------------------------------
 # Environments (stamp files keep repeated runs fast; they are rebuilt when their inputs change)
@@ -113,6 +113,18 @@ gen: $(GEN_STAMP)
 
 check-gen: $(GEN_STAMP)
 	PYTHON=$(GEN_PY) scripts/check_generated.sh
+
+# Go, Java, C# and TypeScript code in gen/ (buf.gen.yaml says which plugins; none remote).
+gen-clients: $(NODE_STAMP)
+	rm -rf gen/go gen/java gen/csharp gen/ts
+	$(BUF) generate
+
+# The contract as a FileDescriptorSet with source info (comments) and its imports, for tools
+# that take one: grpcurl -protoset, Postman, Kreya, API gateways.
+descriptors: $(NODE_STAMP)
+	@mkdir -p gen
+	$(BUF) build --as-file-descriptor-set -o gen/fbrhub.binpb
+	@echo "wrote gen/fbrhub.binpb"
 
 buf-lint: $(NODE_STAMP)
 	$(BUF) lint
