@@ -196,10 +196,34 @@ async def run(
         except HubApiError as error:
             raise DemoError(f"{error}\nlast lines of hub.log:\n{hub.tail(15)}") from None
         extras.stats = await simulator_stats(sim.url)
+        if options.serve:
+            report(console, plan, tally, seconds, extras)
+            await _serve(console, hub.address, api_keys[0], work_dir)
     finally:
         problems = await _stop(children)
-    report(console, plan, tally, seconds, extras)
+    if not options.serve:
+        report(console, plan, tally, seconds, extras)
     return tally.problems + problems
+
+
+async def _serve(console: Console, address: str, api_key: str, work_dir: Path) -> None:
+    """Keep the hub and the simulator running until Ctrl-C or SIGTERM (``--serve``).
+
+    The address and the demo tenant's API key go to the console and to ``hub.env`` in the
+    work dir, ready for the README's SDK quick start.
+    """
+    exports = f"export HUB_ADDRESS={address} HUB_API_KEY={api_key}"
+    (work_dir / "hub.env").write_text(exports + "\n")
+    console.print(
+        "\nThe hub keeps serving the demo tenant until Ctrl-C. In another shell:\n"
+        f"  {exports}\n  (also in {work_dir / 'hub.env'})",
+        markup=False,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
 
 
 def _options(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -209,7 +233,13 @@ def _options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for FBR")
     parser.add_argument("--work-dir", type=Path, help="use (and wipe) this dir, not a temp dir")
     parser.add_argument("--keep", action="store_true", help="keep the work dir afterwards")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="then keep the hub running for the SDK quick start until Ctrl-C (implies --keep)",
+    )
     options = parser.parse_args(argv)
+    options.keep = options.keep or options.serve
     if options.invoices < 1:
         parser.error("--invoices must be at least 1")
     return options

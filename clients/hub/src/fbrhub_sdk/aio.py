@@ -270,7 +270,13 @@ class AsyncHubClient:
             outcomes[position] = InvoiceOutcome(outcomes[position].ack, record)
 
         while True:
-            waiting = [i for i, o in enumerate(outcomes) if o.invoice_id and not o.settled]
+            # Each stored invoice is read at least once: a DUPLICATE ack of an accepted
+            # invoice is settled already, but its FBR number is in the record.
+            waiting = [
+                i
+                for i, o in enumerate(outcomes)
+                if o.invoice_id and (o.record is None or not o.settled)
+            ]
             if not waiting or time.monotonic() >= deadline:
                 return outcomes
             await asyncio.gather(*(refresh(i) for i in waiting))
