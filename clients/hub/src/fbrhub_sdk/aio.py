@@ -8,10 +8,9 @@ metadata) is written once, here. A new RPC is one method here plus a one-line fo
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, Callable, TypeVar
 
@@ -30,13 +29,12 @@ from fbrhub_sdk._submit import (
 )
 from fbrhub_sdk.cursors import MemoryCursorStore
 from fbrhub_sdk.errors import HubApiError
-from fbrhub_sdk.outcomes import InvoiceOutcome, is_invoice_outcome
+from fbrhub_sdk.outcomes import InvoiceOutcome, is_invoice_outcome, settle
 from fbrhub_sdk.retry import DEFAULT_RESULTS_RETRY, DEFAULT_SUBMIT_RETRY, RetryPolicy
 
 _T = TypeVar("_T")
 _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 _SERVING = b"\x08\x01"  # HealthCheckResponse{status: SERVING}, serialised
-_POLL_CONCURRENCY = 16
 
 
 def _timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -258,32 +256,13 @@ class AsyncHubClient:
         outcomes: list[InvoiceOutcome] = []
         async for acks in self.submit_batches(source, batch_size=batch_size, metadata=metadata):
             outcomes.extend(InvoiceOutcome(ack) for ack in acks)
-        deadline = time.monotonic() + timeout
-        interval = 0.1
-        limit = asyncio.Semaphore(_POLL_CONCURRENCY)
+        read = partial(self._read_record, metadata=metadata)
+        return await settle(outcomes, read, timeout)
 
-        async def refresh(position: int) -> None:
-            async with limit:
-                record = await self.get_invoice(
-                    invoice_id=outcomes[position].invoice_id, metadata=metadata
-                )
-            outcomes[position] = InvoiceOutcome(outcomes[position].ack, record)
-
-        while True:
-            # Each stored invoice is read at least once: a DUPLICATE ack of an accepted
-            # invoice is settled already, but its FBR number is in the record.
-            waiting = [
-                i
-                for i, o in enumerate(outcomes)
-                if o.invoice_id and (o.record is None or not o.settled)
-            ]
-            if not waiting or time.monotonic() >= deadline:
-                return outcomes
-            await asyncio.gather(*(refresh(i) for i in waiting))
-            if all(outcomes[i].settled for i in waiting):
-                return outcomes
-            await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-            interval = min(interval * 1.5, 2.0)
+    async def _read_record(
+        self, invoice_id: str, *, metadata: Metadata
+    ) -> invoice_pb2.InvoiceRecord:
+        return await self.get_invoice(invoice_id=invoice_id, metadata=metadata)
 
     # --- following results -----------------------------------------------------------------
 

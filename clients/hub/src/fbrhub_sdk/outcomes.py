@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Callable
 
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2
 from fbrhub_sdk.errors import FieldViolation, describe_status
@@ -12,7 +16,10 @@ __all__ = [
     "OUTCOME_KINDS",
     "InvoiceOutcome",
     "is_invoice_outcome",
+    "settle",
 ]
+
+_READ_CONCURRENCY = 16
 
 OUTCOME_KINDS: frozenset[invoice_pb2.ResultKind.ValueType] = frozenset(
     {
@@ -105,3 +112,46 @@ class InvoiceOutcome:
         if self.ack.outcome == invoice_service_pb2.ACK_OUTCOME_REJECTED:
             return describe_status(self.ack.error)
         return describe_status(self.record.error) if self.record is not None else []
+
+
+async def settle(
+    outcomes: list[InvoiceOutcome],
+    read: Callable[[str], Awaitable[invoice_pb2.InvoiceRecord]],
+    timeout: float,
+) -> list[InvoiceOutcome]:
+    """Read the stored invoices again until each is settled or ``timeout`` seconds pass.
+
+    Each stored invoice is read at least once: a DUPLICATE ack of an accepted invoice is
+    settled already, but its FBR number is in the record. Reads start 0.1 s apart and slow
+    down to 2 s; at most 16 run at once.
+
+    Args:
+        outcomes: one per submitted invoice, updated in place.
+        read: reads an invoice by the hub's id.
+        timeout: seconds to wait in all.
+
+    Returns:
+        ``outcomes``.
+    """
+    deadline = time.monotonic() + timeout
+    interval = 0.1
+    limit = asyncio.Semaphore(_READ_CONCURRENCY)
+
+    async def refresh(position: int) -> None:
+        async with limit:
+            record = await read(outcomes[position].invoice_id)
+        outcomes[position] = InvoiceOutcome(outcomes[position].ack, record)
+
+    while True:
+        waiting = [
+            i
+            for i, o in enumerate(outcomes)
+            if o.invoice_id and (o.record is None or not o.settled)
+        ]
+        if not waiting or time.monotonic() >= deadline:
+            return outcomes
+        await asyncio.gather(*(refresh(i) for i in waiting))
+        if all(outcomes[i].settled for i in waiting):
+            return outcomes
+        await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        interval = min(interval * 1.5, 2.0)
