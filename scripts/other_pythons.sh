@@ -21,13 +21,17 @@ VERSIONS=("$@")
 MAIN_PYTHON="$ROOT/.venv/bin/python"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
-find_python() { # version
-    local found
-    found="$(command -v "python$1" 2>/dev/null || true)"
-    if [ -z "$found" ]; then
-        found="$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1".*/bin/python"$1" 2>/dev/null | sort -V | tail -n 1)"
-    fi
-    [ -n "$found" ] && "$found" -c 'import venv' 2>/dev/null && echo "$found"
+find_python() { # version: the first interpreter of that version that runs (a pyenv shim
+    # of a version that is not selected is on PATH but does not run)
+    local candidate
+    for candidate in "$(command -v "python$1" 2>/dev/null)" \
+        $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1".*/bin/python"$1" 2>/dev/null | sort -rV); do
+        if [ -n "$candidate" ] && "$candidate" -c 'import venv' >/dev/null 2>&1; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
 }
 
 failed=()
