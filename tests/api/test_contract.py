@@ -18,11 +18,12 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from clients.fbr.codes import FIELD_BY_FBR_CODE
 from clients.fbr.pos.rules import POS_REJECTED
+from clients.fbr.rules import Violation
 from clients.fbr.rules.table import RULES
 from fbrhub.v1 import error_reason_pb2
 from fbrhub_sdk import errors as sdk_errors
 from server import errors
-from server.api.errors import STATUS_CODES
+from server.api.errors import STATUS_CODES, violation_reason
 from server.app import Hub
 
 SERVER = Path(__file__).resolve().parents[2] / "server"
@@ -37,7 +38,7 @@ def _domain_classes(cls: type[errors.HubError]) -> Iterator[type[errors.HubError
 
 
 def _reason_literals(tree: ast.AST) -> Iterator[str]:
-    """Strings passed as a reason: ``reason=``, ``{"reason": ...}``, ``Rejection(...)``."""
+    """Strings passed as a reason: ``reason=``, ``{"reason": ...}``, ``InvoiceError(...)``."""
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg == "reason":
             yield from _strings(node.value)
@@ -45,7 +46,7 @@ def _reason_literals(tree: ast.AST) -> Iterator[str]:
             for key, value in zip(node.keys, node.values, strict=True):
                 if isinstance(key, ast.Constant) and key.value == "reason":
                     yield from _strings(value)
-        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Rejection":
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "InvoiceError":
             if node.args:
                 yield from _strings(node.args[0])
         elif isinstance(node, ast.ClassDef):
@@ -65,13 +66,18 @@ def _strings(node: ast.AST) -> Iterator[str]:
 
 def test_every_reason_the_hub_can_send_is_published() -> None:
     sent = {cls.reason for cls in _domain_classes(errors.HubError)}
-    sent.add(errors.FieldProblem("x", "y").reason)  # INVALID_VALUE
+    sent.add(violation_reason(Violation("x", "", "y")))  # INVALID_VALUE
     for path in SERVER.rglob("*.py"):
         sent.update(_reason_literals(ast.parse(path.read_text(), str(path))))
     codes = {rule.fbr_error_code for rule in RULES} | set(FIELD_BY_FBR_CODE) | {POS_REJECTED}
-    sent.update(errors.FieldProblem("x", "y", code).reason for code in codes)
+    sent.update(violation_reason(Violation("x", code, "y")) for code in codes)
     # The scan must see the per-invoice reasons, or it proves nothing.
-    assert {"ERP_REFERENCE_REUSED", "FBR_REJECTED", "FBR_OUTCOME_UNKNOWN"} <= sent
+    assert {
+        "ERP_REFERENCE_REUSED",
+        "FBR_REJECTED",
+        "FBR_OUTCOME_UNKNOWN",
+        "FBR_UNAVAILABLE",
+    } <= sent
     assert sent - PUBLISHED == set()
 
 
