@@ -5,7 +5,8 @@
 #   scripts/other_pythons.sh [VERSION...]      default: 3.9 3.10 3.12 3.13
 #
 # For each version it looks for an interpreter (python3.X on PATH, then pyenv's), builds a
-# fresh venv in .venv-pythons/3.X and:
+# fresh venv in .venv-pythons/3.X, checks that `pip install ./clients/hub` brings at most 6
+# distributions, and:
 #   - 3.9, 3.10 (SDK only): installs ./clients/hub[test] and runs its tests against a hub
 #     run by the main .venv's Python;
 #   - 3.11 and newer: installs the hub too, runs the SDK's tests against a hub on that same
@@ -51,6 +52,17 @@ for version in "${VERSIONS[@]}"; do
         failed+=("$version: venv")
         continue
     }
+    # The SDK alone must stay small: at most 6 distributions in a fresh venv.
+    if ! "$venv/bin/python" -m pip install -qq ./clients/hub; then
+        failed+=("$version: install")
+        continue
+    fi
+    installed="$("$venv/bin/python" -m pip list --format=freeze | grep -cvE '^(pip|setuptools)==')"
+    echo "pip install ./clients/hub on $version: $installed distributions"
+    if [ "$installed" -gt 6 ]; then
+        "$venv/bin/python" -m pip list --format=freeze
+        failed+=("$version: the SDK installs $installed distributions (at most 6)")
+    fi
     server_python="$MAIN_PYTHON"
     if "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
         if ! "$venv/bin/python" -m pip install -qq "./clients/hub[test,otel]" . ; then
