@@ -16,11 +16,13 @@ from pathlib import Path
 import grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
+from clients.fbr import payload
 from clients.fbr.codes import FIELD_BY_FBR_CODE
 from clients.fbr.pos.rules import POS_REJECTED
 from clients.fbr.rules import Violation
 from clients.fbr.rules.table import RULES
 from fbrhub.v1 import error_reason_pb2
+from fbrhub_sdk import convert as sdk_convert
 from fbrhub_sdk import errors as sdk_errors
 from server import errors
 from server.api.errors import STATUS_CODES, violation_reason
@@ -120,3 +122,20 @@ async def test_reflection_v1_and_v1alpha_both_answer(hub: Hub) -> None:
             assert {"fbrhub.v1.InvoiceService", "grpc.reflection.v1.ServerReflection"} <= names
             (file,) = found.file_descriptor_response.file_descriptor_proto
             assert b"fbrhub/v1/error_reason.proto" in file
+
+
+def test_the_sdk_maps_fbr_json_as_the_hub_reads_it() -> None:
+    """The SDK's FBR key tables are the hub's own (clients/fbr/payload.py), seller apart."""
+    items = {theirs: ours for ours, theirs in payload.ITEM_FIELDS}
+    header = {theirs: ours for ours, theirs in payload.HEADER_FIELDS}
+    sellers = {k for k, v in header.items() if v.startswith("seller_")}
+    assert dict(sdk_convert.FBR_ITEM_KEYS) == items
+    assert dict(sdk_convert.FBR_HEADER_KEYS) == {
+        k: v for k, v in header.items() if k not in sellers
+    }
+    assert sellers == sdk_convert.FBR_SELLER_KEYS
+    assert set(sdk_convert.INVOICE_TYPES) == {
+        payload.INVOICE_TYPE_SALE,
+        payload.INVOICE_TYPE_DEBIT_NOTE,
+    }
+    assert set(sdk_convert.REGISTRATION_TYPES) == {payload.REGISTERED, payload.UNREGISTERED}
