@@ -17,7 +17,7 @@ import httpx
 
 from clients.fbr.client import FbrClient
 from server.app import build_fbr_client, settle_garbage_collector, start_hub
-from server.observability.telemetry import configure_logging
+from server.observability.logs import configure_logging
 from server.settings import Settings
 
 

@@ -24,7 +24,7 @@ from server.commands import (
 )
 from server.commands.common import Command
 from server.errors import HubError
-from server.observability.telemetry import configure_logging
+from server.observability.logs import configure_logging
 from server.settings import get_settings
 
 # In the order ``fbrhub --help`` lists them.

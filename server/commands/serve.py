@@ -24,11 +24,15 @@ async def run_serve(args: argparse.Namespace, settings: Settings) -> int:  # noq
     """Run the hub until SIGTERM or SIGINT, with tracing and metrics exported."""
     # Imported here: the hub itself (gRPC, the forwarder) is needed by this command only.
     from server.app import serve
-    from server.observability.telemetry import configure_metrics, configure_tracing
+    from server.observability.telemetry import configure_telemetry
 
-    configure_tracing()
-    configure_metrics()
-    await serve(settings)
+    telemetry = configure_telemetry(
+        instance_id=settings.worker_id, environment=settings.environment
+    )
+    try:
+        await serve(settings)
+    finally:
+        telemetry.shutdown()
     return 0
 
 

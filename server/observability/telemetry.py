@@ -1,114 +1,229 @@
-"""OpenTelemetry and logging set-up for the hub process.
+"""OpenTelemetry set-up for the hub process: resource, traces, metrics and logs exporters.
 
-The span and metric exporters are chosen by the standard ``OTEL_TRACES_EXPORTER`` and
-``OTEL_METRICS_EXPORTER`` variables (``otlp``, ``console`` or ``none``; default ``none``) and
-the OTLP exporters read the standard ``OTEL_EXPORTER_OTLP_*`` variables themselves. Spans
-and metrics carry ids, codes and counts only; personal data (NTN/CNIC, names, addresses,
-phones, e-mails) never goes into attributes or labels.
+Everything is chosen with the standard variables, and nothing is exported by default:
+
+- ``OTEL_TRACES_EXPORTER``, ``OTEL_METRICS_EXPORTER``, ``OTEL_LOGS_EXPORTER``: a
+  comma-separated list of ``otlp``, ``console`` (and, for metrics, ``prometheus``), or
+  ``none`` (the default).
+- ``OTEL_EXPORTER_OTLP_PROTOCOL`` (or the per-signal ``OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL``):
+  ``http/protobuf`` (the default) or ``grpc``; the exporters read the other
+  ``OTEL_EXPORTER_OTLP_*`` variables (endpoint, headers, TLS, timeout) themselves.
+- ``OTEL_EXPORTER_PROMETHEUS_HOST`` / ``_PORT`` (default ``localhost:9464``): where the
+  scrape endpoint listens.
+- ``OTEL_TRACES_SAMPLER`` / ``_ARG``: see :mod:`server.observability.sampling`.
+- ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` override the resource below.
+
+The resource names the service (``fbrhub``), its version, and this process
+(``service.instance.id``): several hub processes report the same metrics, told apart by it.
+Spans, metrics and logs carry ids, codes and counts only, never personal data.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
+import uuid
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-import orjson
 from opentelemetry import metrics, trace
+from opentelemetry._logs import set_logger_provider
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    ConsoleLogRecordExporter,
+    LogRecordExporter,
+)
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     MetricExporter,
+    MetricReader,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SpanExporter,
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.semconv.attributes.service_attributes import (
+    SERVICE_INSTANCE_ID,
+    SERVICE_NAME,
+    SERVICE_VERSION,
 )
 
-_configured = False
+from server.observability.logs import inject_trace_context
+from server.observability.sampling import LinkFollowingSampler, root_sampler_from_env
+from server.observability.semconv import SCHEMA_URL
+
+__all__ = ["Telemetry", "configure_telemetry", "hub_resource", "otlp_protocol"]
+
+_PROTOCOLS = ("http/protobuf", "grpc")
+_DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
 
 
-def _exporter(name: str) -> SpanExporter | None:
+@dataclass
+class Telemetry:
+    """What :func:`configure_telemetry` installed; :meth:`shutdown` flushes and stops it."""
+
+    resource: Resource
+    tracer_provider: TracerProvider | None = None
+    meter_provider: MeterProvider | None = None
+    logger_provider: LoggerProvider | None = None
+    handlers: list[logging.Handler] = field(default_factory=list)
+
+    def shutdown(self) -> None:
+        """Export what is buffered and stop the exporters (at process exit)."""
+        for handler in self.handlers:
+            logging.getLogger().removeHandler(handler)
+        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            if provider is not None:
+                provider.shutdown()
+
+
+def hub_version() -> str:
+    """The installed fbrhub version (``service.version``)."""
+    try:
+        return version("fbrhub")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+def hub_resource(*, instance_id: str | None = None, environment: str | None = None) -> Resource:
+    """The resource of this process; ``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES`` win."""
+    attributes: dict[str, Any] = {
+        SERVICE_NAME: "fbrhub",
+        SERVICE_VERSION: hub_version(),
+        SERVICE_INSTANCE_ID: instance_id or str(uuid.uuid4()),
+    }
+    if environment:
+        attributes[_DEPLOYMENT_ENVIRONMENT] = environment
+    return Resource.create(attributes, SCHEMA_URL).merge(OTELResourceDetector().detect())
+
+
+def _exporter_names(variable: str) -> list[str]:
+    names = [n.strip().lower() for n in os.environ.get(variable, "none").split(",")]
+    return [n for n in names if n and n != "none"]
+
+
+def otlp_protocol(signal: str) -> str:
+    """The OTLP protocol for ``signal`` (``TRACES``, ``METRICS``, ``LOGS``).
+
+    Raises:
+        ValueError: a protocol other than ``http/protobuf`` or ``grpc``.
+    """
+    value = (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    if value not in _PROTOCOLS:
+        raise ValueError(f"unsupported OTLP protocol {value!r}: use one of {', '.join(_PROTOCOLS)}")
+    return value
+
+
+def _span_exporter(name: str) -> SpanExporter:
     if name == "console":
         return ConsoleSpanExporter()
-    if name == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        return OTLPSpanExporter()
-    return None
-
-
-def configure_tracing(service_name: str = "fbrhub") -> TracerProvider | None:
-    """Install a tracer provider if ``OTEL_TRACES_EXPORTER`` asks for one (once per process)."""
-    global _configured
-    if _configured:
-        return None
-    _configured = True
-    exporter = _exporter(os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower())
-    if exporter is None:
-        return None
-    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    return provider
+    if name != "otlp":
+        raise ValueError(f"unsupported OTEL_TRACES_EXPORTER {name!r}")
+    if otlp_protocol("TRACES") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
+            OTLPSpanExporter,
+        )
+    return OTLPSpanExporter()
 
 
-def configure_metrics() -> MeterProvider | None:
-    """Install a meter provider if ``OTEL_METRICS_EXPORTER`` asks for one (``otlp``/``console``).
-
-    The export interval is the standard ``OTEL_METRIC_EXPORT_INTERVAL`` (milliseconds).
-    """
-    name = os.environ.get("OTEL_METRICS_EXPORTER", "none").strip().lower()
+def _metric_reader(name: str) -> MetricReader:
+    if name == "prometheus":
+        return _prometheus_reader()
     exporter: MetricExporter
     if name == "console":
         exporter = ConsoleMetricExporter()
-    elif name == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    elif name != "otlp":
+        raise ValueError(f"unsupported OTEL_METRICS_EXPORTER {name!r}")
+    elif otlp_protocol("METRICS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
         exporter = OTLPMetricExporter()
     else:
-        return None
-    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "fbrhub")})
-    provider = MeterProvider(
-        resource=resource, metric_readers=[PeriodicExportingMetricReader(exporter)]
-    )
-    metrics.set_meter_provider(provider)
-    return provider
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+            OTLPMetricExporter as HttpMetricExporter,
+        )
+
+        exporter = HttpMetricExporter()
+    # The interval is the standard OTEL_METRIC_EXPORT_INTERVAL (milliseconds).
+    return PeriodicExportingMetricReader(exporter)
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with the current trace and span ids."""
+def _prometheus_reader() -> MetricReader:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import start_http_server
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            entry["trace_id"] = format(context.trace_id, "032x")
-            entry["span_id"] = format(context.span_id, "016x")
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry).decode()
+    host = os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost")
+    port = int(os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464"))
+    start_http_server(port=port, addr=host)
+    return PrometheusMetricReader()
 
 
-def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Configure root logging: human text for development, JSON lines in production."""
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+def _log_exporter(name: str) -> LogRecordExporter:
+    if name == "console":
+        return ConsoleLogRecordExporter()
+    if name != "otlp":
+        raise ValueError(f"unsupported OTEL_LOGS_EXPORTER {name!r}")
+    if otlp_protocol("LOGS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    # One INFO line per FBR request would drown the log (and names URLs, not outcomes).
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import (  # type: ignore[assignment]
+            OTLPLogExporter,
+        )
+    return OTLPLogExporter()
+
+
+def configure_telemetry(
+    *, instance_id: str | None = None, environment: str | None = None
+) -> Telemetry:
+    """Install the providers the ``OTEL_*`` variables ask for (once per process).
+
+    Args:
+        instance_id: ``service.instance.id`` (the forwarder's worker id when set).
+        environment: ``deployment.environment.name`` (``development`` or ``production``).
+
+    Raises:
+        ValueError: an exporter, protocol or sampler the hub does not support.
+    """
+    installed = Telemetry(hub_resource(instance_id=instance_id, environment=environment))
+    span_exporters = [_span_exporter(n) for n in _exporter_names("OTEL_TRACES_EXPORTER")]
+    if span_exporters:
+        provider = TracerProvider(
+            resource=installed.resource, sampler=LinkFollowingSampler(root_sampler_from_env())
+        )
+        for exporter in span_exporters:
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        installed.tracer_provider = provider
+    readers = [_metric_reader(n) for n in _exporter_names("OTEL_METRICS_EXPORTER")]
+    if readers:
+        installed.meter_provider = MeterProvider(
+            resource=installed.resource, metric_readers=readers
+        )
+        metrics.set_meter_provider(installed.meter_provider)
+    log_exporters = [_log_exporter(n) for n in _exporter_names("OTEL_LOGS_EXPORTER")]
+    if log_exporters:
+        _install_log_export(installed, log_exporters)
+    return installed
+
+
+def _install_log_export(installed: Telemetry, exporters: list[LogRecordExporter]) -> None:
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+    provider = LoggerProvider(resource=installed.resource)
+    for exporter in exporters:
+        provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    set_logger_provider(provider)
+    inject_trace_context()
+    handler = LoggingHandler(logger_provider=provider)
+    logging.getLogger().addHandler(handler)
+    installed.logger_provider = provider
+    installed.handlers.append(handler)
