@@ -17,7 +17,7 @@ from server.api.tokens import Cursors, PageTokens, TokenCodec, sequence
 from server.audit.queries import AuditFilters, read_audit_events
 from server.audit.trail import audit_topic
 from server.audit.verify import ChainProblem, verify_chain
-from server.db.engine import Database
+from server.db.engine import Database, mark_work
 from server.db.models import AuditEvent
 from server.db.notify import Notifier
 from server.settings import Settings
@@ -101,8 +101,12 @@ class AuditService(audit_service_pb2_grpc.AuditServiceServicer):
         topic = audit_topic(tenant_id)
 
         async def read_page(after: int, limit: int) -> list[AuditEvent]:
-            async with self._db.read("audit.page") as session:
-                return await read_audit_events(session, tenant_id, after, limit)
+            # Quiet: a follower re-reads every poll interval; only pages with events count.
+            async with self._db.read("audit.page", quiet=True) as session:
+                page = await read_audit_events(session, tenant_id, after, limit)
+                if page:
+                    mark_work(session, {"fbrhub.events": len(page)})
+                return page
 
         async def wait_for_news(timeout: float) -> bool:
             return await self._notifier.wait(topic, timeout)

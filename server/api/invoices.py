@@ -22,7 +22,7 @@ from server.api.ingest_stream import submit_stream
 from server.api.interceptor import current_caller
 from server.api.limits import page_size
 from server.api.tokens import Cursors, PageTokens, TokenCodec, aware_time, uuid_value
-from server.db.engine import Database
+from server.db.engine import Database, mark_work
 from server.db.models import ResultEvent
 from server.db.notify import Notifier
 from server.errors import BatchTooLarge, InvalidField, Unauthenticated
@@ -146,8 +146,12 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
         topic = results_topic(tenant_id)
 
         async def read_page(after: int, limit: int) -> list[ResultEvent]:
-            async with self._db.read("results.page") as session:
-                return await read_results(session, tenant_id, after, limit)
+            # Quiet: a follower re-reads every poll interval; only pages with events count.
+            async with self._db.read("results.page", quiet=True) as session:
+                page = await read_results(session, tenant_id, after, limit)
+                if page:
+                    mark_work(session, {"fbrhub.events": len(page)})
+                return page
 
         async def wait_for_news(timeout: float) -> bool:
             return await self._notifier.wait(topic, timeout)

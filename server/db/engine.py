@@ -5,17 +5,25 @@ work opens its own with ``async with db.write() as session`` (a transaction that
 success) or ``db.read()``. On SQLite, write transactions start with ``BEGIN IMMEDIATE`` so
 that two writers queue on the busy timeout instead of failing on a lock upgrade, and reads
 use a separate engine with ordinary deferred transactions so they never wait for writers.
+
+Each unit of work is a span named after it (``ingest.store_batch``, ``outbox.claim``...) with
+``db.system.name`` and ``db.namespace`` (and ``server.address``/``server.port`` on
+PostgreSQL). A *quiet* unit (``quiet=True``: the polls of the forwarder, the monitor and the
+stream followers) gets its span only if it reports work with :func:`mark_work`, or fails:
+an idle hub exports nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
-from opentelemetry import trace
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.util.types import AttributeValue
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -25,7 +33,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-_tracer = trace.get_tracer(__name__)
+from server.observability.semconv import DB_NAMESPACE, DB_SYSTEM_NAME
+from server.observability.tracing import get_tracer, mark_error, record_span
+
+_tracer = get_tracer(__name__)
+# Where a quiet unit of work keeps the attributes of the work it reported.
+_WORK = "fbrhub.work"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -82,6 +95,32 @@ def create_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
     return engine, engine
 
 
+def mark_work(
+    session: AsyncSession, attributes: Mapping[str, AttributeValue] | None = None
+) -> None:
+    """Say that a quiet unit of work did something, so that it is traced after all.
+
+    Args:
+        session: the unit's session.
+        attributes: added to its span, e.g. how many invoices a claim took.
+    """
+    session.info[_WORK] = dict(attributes or {})
+
+
+def _span_attributes(url: str, dialect: str) -> dict[str, AttributeValue]:
+    parsed = make_url(url)
+    attributes: dict[str, AttributeValue] = {DB_SYSTEM_NAME: dialect}
+    if parsed.database:
+        # For SQLite the file name only: a path can name a person's home directory.
+        attributes[DB_NAMESPACE] = (
+            Path(parsed.database).name if dialect == "sqlite" else parsed.database
+        )
+    if parsed.host:
+        attributes[SERVER_ADDRESS] = parsed.host
+        attributes[SERVER_PORT] = parsed.port or 5432
+    return attributes
+
+
 class Database:
     """The engines and session factories of one hub process."""
 
@@ -91,6 +130,7 @@ class Database:
         self.dialect = self.write_engine.dialect.name
         self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self._attributes = _span_attributes(url, self.dialect)
 
     @property
     def is_postgres(self) -> bool:
@@ -98,18 +138,64 @@ class Database:
         return self.dialect == "postgresql"
 
     @asynccontextmanager
-    async def write(self, name: str = "db.write") -> AsyncIterator[AsyncSession]:
-        """Open a session in a write transaction that commits when the block succeeds."""
-        with _tracer.start_as_current_span(name, attributes={"db.system": self.dialect}):
-            async with self._write_sessions() as session, session.begin():
-                yield session
+    async def write(
+        self, name: str = "db.write", *, quiet: bool = False
+    ) -> AsyncIterator[AsyncSession]:
+        """Open a session in a write transaction that commits when the block succeeds.
+
+        Args:
+            name: the unit of work, which names its span.
+            quiet: trace it only if it calls :func:`mark_work` or fails (for polls).
+        """
+        async with (
+            self._traced(name, quiet) as work,
+            self._write_sessions() as session,
+            session.begin(),
+        ):
+            work.append(session)
+            yield session
 
     @asynccontextmanager
-    async def read(self, name: str = "db.read") -> AsyncIterator[AsyncSession]:
-        """Open a session for reading; nothing it does is committed."""
-        with _tracer.start_as_current_span(name, attributes={"db.system": self.dialect}):
-            async with self._read_sessions() as session, session.begin():
-                yield session
+    async def read(
+        self, name: str = "db.read", *, quiet: bool = False
+    ) -> AsyncIterator[AsyncSession]:
+        """Open a session for reading; nothing it does is committed (arguments: :meth:`write`)."""
+        async with (
+            self._traced(name, quiet) as work,
+            self._read_sessions() as session,
+            session.begin(),
+        ):
+            work.append(session)
+            yield session
+
+    @asynccontextmanager
+    async def _traced(self, name: str, quiet: bool) -> AsyncIterator[list[AsyncSession]]:
+        """The span of one unit of work; yields a list that receives the unit's session."""
+        work: list[AsyncSession] = []
+        if not quiet:
+            # Exceptions are recorded by class only (mark_error): a driver's message can
+            # quote the values of a row.
+            with _tracer.start_as_current_span(
+                name,
+                attributes=self._attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                try:
+                    yield work
+                except Exception as exc:
+                    mark_error(span, exc)
+                    raise
+            return
+        started = time.time_ns()
+        try:
+            yield work
+        except Exception as exc:
+            record_span(_tracer, name, started, self._attributes, error=exc)
+            raise
+        reported = work[0].info.get(_WORK) if work else None
+        if reported is not None:
+            record_span(_tracer, name, started, {**self._attributes, **reported})
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

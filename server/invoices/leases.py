@@ -20,12 +20,13 @@ from sqlalchemy import Row, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.trail import NewAuditEvent, append_audit_events, invoice_event
-from server.db.engine import Database
+from server.db.engine import Database, mark_work
 from server.db.models import DeliveryAttempt, Invoice, InvoiceState
 from server.db.notify import Notifier
 from server.invoices.claims import close_open_attempts, sending_event
 from server.invoices.outcomes import doubt_error
 from server.invoices.results import NewResult, ResultKind, append_results, results_topic
+from server.observability.semconv import MESSAGING_BATCH_MESSAGE_COUNT
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,12 @@ LEASE_LOST_DETAIL = "the worker sending it stopped before recording an answer"
 
 async def recover_expired_leases(db: Database, notifier: Notifier, *, now: dt.datetime) -> int:
     """Move SENDING invoices whose lease expired by ``now`` to IN_DOUBT; returns how many."""
-    async with db.write("outbox.reclaim") as session:
+    # Quiet: a poll that finds nothing leaves no span.
+    async with db.write("outbox.reclaim", quiet=True) as session:
         rows = await _expired_to_in_doubt(session, now)
         if not rows:
             return 0
+        mark_work(session, {MESSAGING_BATCH_MESSAGE_COUNT: len(rows)})
         numbers = {r.id: r.attempt_count for r in rows}
         claims = await _claims_of(session, numbers)
         await close_open_attempts(

@@ -56,7 +56,7 @@ class ReferenceStore:
 
     async def refresh(self) -> bool:
         """Load the newest stored snapshot if it is newer than the one in use."""
-        async with self._db.read("refdata.refresh") as session:
+        async with self._db.read("refdata.refresh", quiet=True) as session:
             newest = await session.scalar(
                 select(ReferenceSnapshot.id).order_by(ReferenceSnapshot.id.desc()).limit(1)
             )

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 
 from server.audit.trail import NewAuditEvent, append_audit_events
 from server.clock import Clock, utcnow
-from server.db.engine import Database
+from server.db.engine import Database, mark_work
 from server.db.models import (
     Account,
     AccountStatus,
@@ -83,7 +83,7 @@ async def sweep(db: Database, *, retention_years: int, now: dt.datetime) -> Swee
 
 async def _anonymise_due_accounts(db: Database, now: dt.datetime) -> int:
     """Anonymise up to one batch of closed accounts that are due; returns how many."""
-    async with db.write("retention.accounts") as session:
+    async with db.write("retention.accounts", quiet=True) as session:
         accounts = list(
             await session.scalars(
                 select(Account)
@@ -92,6 +92,8 @@ async def _anonymise_due_accounts(db: Database, now: dt.datetime) -> int:
                 .with_for_update()
             )
         )
+        if accounts:
+            mark_work(session, {"fbrhub.accounts": len(accounts)})
         for account in accounts:
             await anonymise_account(session, account, force=True, now=now)
         await append_audit_events(
@@ -117,7 +119,7 @@ async def _purge_invoices(
 
     Their attempts, result events, annotations and holds go with them.
     """
-    async with db.write("retention.invoices") as session:
+    async with db.write("retention.invoices", quiet=True) as session:
         rows = (
             await session.execute(
                 select(Invoice.id, Invoice.tenant_id)
@@ -127,6 +129,7 @@ async def _purge_invoices(
         ).all()
         ids = [r.id for r in rows]
         if ids:
+            mark_work(session, {"fbrhub.invoices": len(ids)})
             for dependent in (DeliveryAttempt, ResultEvent, InvoiceAnnotation, RetentionHold):
                 await session.execute(delete(dependent).where(dependent.invoice_id.in_(ids)))
             await session.execute(delete(Invoice).where(Invoice.id.in_(ids)))
