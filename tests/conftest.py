@@ -19,8 +19,15 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from prometheus_client import CollectorRegistry
 
 from clients.fbr_simulator import FbrSimulator, TokenGrant
 from fbrhub.v1 import invoice_service_pb2_grpc
@@ -31,6 +38,8 @@ from server.app import Hub, start_hub
 from server.db.engine import Database
 from server.db.migrate import upgrade
 from server.db.models import Base
+from server.observability.sampling import LinkFollowingSampler
+from server.observability.telemetry import hub_resource
 from server.settings import Settings
 
 POSTGRES_URL = os.environ.get("FBRHUB_TEST_POSTGRES_URL", "")
@@ -259,13 +268,78 @@ async def gov_channel(gov_hub: Hub) -> AsyncIterator[grpc.aio.Channel]:
         yield chan
 
 
+# --- Telemetry ------------------------------------------------------------------------------
+
+
+@dataclass
+class MetricReaders:
+    """The readers of the process's meter provider."""
+
+    memory: InMemoryMetricReader
+    prometheus: CollectorRegistry
+
+
 @pytest.fixture(scope="session")
-def metric_reader() -> InMemoryMetricReader:
-    """The process's meter provider, installed once, read in memory.
+def metric_readers() -> MetricReaders:
+    """The process's meter provider, installed once: read in memory and as Prometheus would.
 
     The hub's instruments come from the global (proxy) meter, and OpenTelemetry allows the
-    global provider to be set only once per process, so every test shares this reader.
+    global provider to be set only once per process, so every test shares these readers.
     """
-    reader = InMemoryMetricReader()
-    otel_metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-    return reader
+    memory = InMemoryMetricReader()
+    registry = CollectorRegistry()
+    provider = MeterProvider(
+        resource=hub_resource(instance_id="tests"),
+        metric_readers=[memory, PrometheusMetricReader(registry=registry)],
+    )
+    otel_metrics.set_meter_provider(provider)
+    return MetricReaders(memory, registry)
+
+
+@pytest.fixture(scope="session")
+def metric_reader(metric_readers: MetricReaders) -> InMemoryMetricReader:
+    """The in-memory reader of the process's meter provider."""
+    return metric_readers.memory
+
+
+class _WhileRecording(SpanProcessor):
+    """Hands finished spans to an exporter only while a test records them."""
+
+    def __init__(self, exporter: InMemorySpanExporter) -> None:
+        self.exporter = exporter
+        self.recording = False
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.recording:
+            self.exporter.export([span])
+
+
+_RECORDER = _WhileRecording(InMemorySpanExporter())
+
+
+@pytest.fixture(scope="session")
+def span_recorder() -> _WhileRecording:
+    """The process's tracer provider, installed once, with the hub's own sampler.
+
+    Like the meter provider it can be set only once per process. Every trace without a
+    parent or link is kept (the root sampler is ALWAYS_ON); the rest is the hub's sampling.
+    """
+    provider = TracerProvider(
+        resource=hub_resource(instance_id="tests"), sampler=LinkFollowingSampler(ALWAYS_ON)
+    )
+    provider.add_span_processor(_RECORDER)
+    trace.set_tracer_provider(provider)
+    return _RECORDER
+
+
+@pytest.fixture
+def traced(span_recorder: _WhileRecording) -> Iterator[InMemorySpanExporter]:
+    """The spans that end during this test (recording stops and is cleared after it)."""
+    span_recorder.exporter.clear()
+    span_recorder.recording = True
+    yield span_recorder.exporter
+    span_recorder.recording = False
+    span_recorder.exporter.clear()

@@ -9,13 +9,16 @@ import re
 import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from clients.fbr.payload import NormalisedInvoice
 from clients.fbr.samples import SellerInfo, scenario_invoice
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
 from server.api.convert.invoices import invoice_to_proto
+from server.app import Hub
 from server.invoices.model import SubmittedInvoice
 from tests.conftest import Tenant
 
@@ -67,6 +70,28 @@ async def eventually(
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(interval)
+
+
+async def stop_monitor(hub: Hub) -> None:
+    """Stop the hub's queue monitor and wait until it has handed over the lead."""
+    assert hub.monitor is not None
+    hub.monitor.stop()
+    await next(task for task in hub.tasks if task.get_name() == "queue-monitor")
+
+
+def metric_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    """Every data point of the metric ``name`` collected now (cumulative since start)."""
+    data = reader.get_metrics_data()
+    if data is None:
+        return []
+    return [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
 
 
 FBR_NUMBER = re.compile(r"^\d{7}DI\d{13}$")

@@ -2,11 +2,13 @@
 
 :func:`queue_health` summarises each tenant's outbox (counts by state, oldest pending
 invoice, invoices pending longer than the stuck threshold). :class:`QueueMonitor` runs it
-periodically in the hub: it feeds the queue gauges and, when a tenant has stuck or in-doubt
-invoices, writes an ALERT event to that tenant's results stream (again whenever the numbers
-change, and at least every ``repeat`` intervals while they persist). Circuit-breaker changes
-become ALERT events too (:func:`record_circuit_alert`). ``fbrhub status`` prints the same
-summary as a table.
+periodically in the process that speaks for the cluster (:mod:`server.invoices.leadership`):
+it publishes the queue gauges for every tenant (zero once a queue drains) and, when a tenant
+has stuck or in-doubt invoices, writes an ALERT event to that tenant's results stream (again
+whenever the numbers change, and at least every ``repeat`` intervals while they persist).
+Other processes publish no queue gauges at all, so each queue is reported once.
+Circuit-breaker changes become ALERT events too (:func:`record_circuit_alert`).
+``fbrhub status`` prints the same summary as a table.
 """
 
 from __future__ import annotations
@@ -20,22 +22,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.clock import utcnow
-from server.db.engine import Database
-from server.db.models import Invoice, InvoiceState, ResultEvent
+from server.db.engine import Database, mark_work
+from server.db.models import Invoice, InvoiceState, ResultEvent, Tenant
 from server.db.notify import Notifier
 from server.invoices.intake import PENDING_STATES
+from server.invoices.leadership import Leadership
 from server.invoices.pacing import BreakerChange, CircuitState
 from server.invoices.results import NewResult, ResultKind, append_results, results_topic
 from server.observability import metrics
 
 logger = logging.getLogger(__name__)
 
-# Any constant works; it only has to be the same in every hub process.
-MONITOR_LOCK_ID = 0x6662_7268_7562
 # What the periodic check counts: invoices that still need the hub or an operator.
 UNSETTLED_STATES = (*PENDING_STATES, InvoiceState.IN_DOUBT.value)
 
@@ -167,6 +168,22 @@ async def record_circuit_alert(
         notifier.notify(results_topic(tenant_id))
 
 
+def queue_snapshot(
+    tenant_ids: list[uuid.UUID], health: list[TenantQueueHealth]
+) -> dict[tuple[str, str], float]:
+    """The queue gauges of every tenant: ``(tenant id, measure) -> value``, 0 when drained."""
+    by_tenant = {entry.tenant_id: entry for entry in health}
+    snapshot: dict[tuple[str, str], float] = {}
+    for tenant_id in tenant_ids:
+        entry = by_tenant.get(tenant_id, TenantQueueHealth(tenant_id))
+        tenant = str(tenant_id)
+        snapshot[tenant, "pending"] = entry.pending
+        snapshot[tenant, "in_doubt"] = entry.in_doubt
+        snapshot[tenant, "stuck"] = entry.stuck
+        snapshot[tenant, "oldest_pending_age"] = entry.oldest_pending_age_seconds
+    return snapshot
+
+
 class QueueMonitor:
     """Periodically checks every tenant's queue; updates gauges and raises alerts."""
 
@@ -188,44 +205,50 @@ class QueueMonitor:
         self._clock = clock
         self._last: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
         self._stop = asyncio.Event()
+        self._leadership = Leadership(db)
 
     async def run(self) -> None:
-        """Check every interval until :meth:`stop`."""
-        while not self._stop.is_set():
-            try:
-                await self.check()
-            except Exception:
-                logger.exception("queue check failed")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._interval):
-                    await self._stop.wait()
+        """Check every interval until :meth:`stop`; then hand the lead to another process."""
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self.check()
+                except Exception:
+                    logger.exception("queue check failed")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._interval):
+                        await self._stop.wait()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop reporting and give up the lead, so another process takes over at once."""
+        metrics.queue_gauges.clear(self)
+        await self._leadership.release()
 
     def stop(self) -> None:
         """Stop after the current check."""
         self._stop.set()
 
     async def check(self) -> list[TenantQueueHealth]:
-        """One check: gauges for this process, alerts written by one process at a time."""
+        """One round: if this process leads, publish every tenant's gauges and raise alerts.
+
+        Returns:
+            The tenants with unsettled invoices; empty when another process leads.
+        """
+        if not await self._leadership.held():
+            metrics.queue_gauges.clear(self)
+            self._last.clear()  # whoever leads next starts its own alert history
+            return []
         now = self._clock()
-        async with self._db.write("monitor.check") as session:
-            if self._db.is_postgres:
-                # Several hubs share one database: one of them speaks per round.
-                leader = await session.scalar(
-                    text("SELECT pg_try_advisory_xact_lock(:id)").bindparams(id=MONITOR_LOCK_ID)
-                )
-            else:
-                leader = True
+        async with self._db.write("monitor.check", quiet=True) as session:
             health = await queue_health(session, now, self._stuck_after, include_settled=False)
-            events = self._alerts(health) if leader else []
+            tenant_ids = list(await session.scalars(select(Tenant.id)))
+            events = self._alerts(health)
             await append_results(session, events, now)
-        for entry in health:
-            tenant = str(entry.tenant_id)
-            metrics.queue_gauges[(tenant, "pending")] = entry.pending
-            metrics.queue_gauges[(tenant, "in_doubt")] = entry.in_doubt
-            metrics.queue_gauges[(tenant, "stuck")] = entry.stuck
-            metrics.queue_gauges[(tenant, "oldest_pending_age_seconds")] = (
-                entry.oldest_pending_age_seconds
-            )
+            if events:
+                mark_work(session, {"fbrhub.alerts": len(events)})
+        metrics.queue_gauges.publish(self, queue_snapshot(tenant_ids, health))
         for tenant_id in {e.tenant_id for e in events}:
             self._notifier.notify(results_topic(tenant_id))
         return health

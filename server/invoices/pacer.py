@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
+
 from clients.fbr.responses import DeliveryOutcome, OutcomeKind
 from server.access.tenants import TenantProfile
 from server.invoices.forwarder_config import ForwarderConfig
@@ -35,6 +37,7 @@ from server.invoices.pacing import (
     TokenBucket,
 )
 from server.observability import metrics
+from server.observability.semconv import FBR_ENDPOINT, FBR_ERROR_CODE, FBR_OUTCOME
 
 if TYPE_CHECKING:
     from server.invoices.claims import Claimed
@@ -218,14 +221,14 @@ class Pacer:
         self._per_endpoint[endpoint] -= 1
         limit = self._limit(endpoint)
         limit.record(health_signal(outcome), latency)
-        attributes = {
-            "endpoint": endpoint,
-            "outcome": outcome.kind.name.lower(),
-            "http_status": str(outcome.http_status or 0),
-            "fbr_error_code": outcome.error_code or "",
+        attributes: dict[str, str | int] = {
+            FBR_ENDPOINT: endpoint,
+            FBR_OUTCOME: outcome.kind.name.lower(),
+            FBR_ERROR_CODE: outcome.error_code or "",
         }
+        if outcome.http_status is not None:  # absent when FBR never answered
+            attributes[HTTP_RESPONSE_STATUS_CODE] = outcome.http_status
         metrics.fbr_requests.add(1, attributes)
-        metrics.fbr_request_duration.record(latency, {"endpoint": endpoint})
         metrics.adaptive_limits[endpoint] = limit.limit
         metrics.in_flight[endpoint] = self._per_endpoint[endpoint]
         failing = fbr_failing(outcome)

@@ -13,10 +13,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from fbrhub.v1 import (
@@ -41,26 +38,6 @@ EMAIL = "mehwish.planted@pii-canary.pk"
 PHONE = "+92 333 5550199"
 BAD_NTN = "12345678901"  # 11 digits: refused, and must not be echoed
 PLANTED = (BUYER_CNIC, BUYER_NAME, BUYER_ADDRESS, PERSON_NAME, EMAIL, PHONE, BAD_NTN)
-
-_spans = InMemorySpanExporter()
-
-
-@pytest.fixture(scope="session")
-def span_exporter() -> InMemorySpanExporter:
-    """The process's tracer provider (installed once) with an in-memory exporter added."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(_spans))
-    return _spans
-
-
-@pytest.fixture
-def traced(span_exporter: InMemorySpanExporter) -> InMemorySpanExporter:
-    """Spans of this test only."""
-    span_exporter.clear()
-    return span_exporter
 
 
 async def test_planted_personal_data_never_reaches_logs_spans_metrics_or_errors(
