@@ -29,6 +29,7 @@ from server.api.authz import HUB_SERVICES as HUB_SERVICE_DESCRIPTORS
 from server.api.interceptor import HubInterceptor
 from server.api.invoices import InvoiceService
 from server.api.privacy import PrivacyService
+from server.api.telemetry import TelemetryInterceptor
 from server.api.tls import bind_port
 from server.api.tokens import TokenCodec
 from server.audit.access import AccessAuditor
@@ -145,15 +146,17 @@ def _build_server(
     notifier: Notifier,
     ingestor: Ingestor,
     verifier: ApiKeyVerifier,
+    telemetry: TelemetryInterceptor,
 ) -> grpc.aio.Server:
-    """The gRPC server with the interceptor and every service (not yet bound or started)."""
+    """The gRPC server with the interceptors and every service (not yet bound or started)."""
     server = grpc.aio.server(
         interceptors=[
+            telemetry,
             HubInterceptor(
                 verifier,
                 public_services=PUBLIC_SERVICES,
                 auditor=AccessAuditor(db, notifier),
-            )
+            ),
         ],
         options=[
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
@@ -192,13 +195,23 @@ async def start_hub(
     reference = ReferenceStore(db)
     await reference.refresh()
     ingestor = Ingestor(db, notifier, max_pending=settings.tenant_max_pending, reference=reference)
+    telemetry = TelemetryInterceptor(
+        untraced_services=PUBLIC_SERVICES,
+        server_address=settings.grpc_listen.rsplit(":", 1)[0].strip("[]"),
+    )
     server = _build_server(
-        settings, db=db, notifier=notifier, ingestor=ingestor, verifier=ApiKeyVerifier(db)
+        settings,
+        db=db,
+        notifier=notifier,
+        ingestor=ingestor,
+        verifier=ApiKeyVerifier(db),
+        telemetry=telemetry,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     _enable_reflection(server, [*HUB_SERVICES, *sorted(PUBLIC_SERVICES)])
     port = bind_port(server, settings)
+    telemetry.server_port = port
     await server.start()
     for name in HUB_SERVICES:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -1,9 +1,10 @@
-"""The one server interceptor: authentication, tenant scoping, tracing and error mapping.
+"""The hub's server interceptor: authentication, tenant scoping and error mapping.
 
 Every RPC except health and reflection needs ``authorization: Bearer <api key>``. The
 interceptor wraps each method handler so that, around the servicer code, it:
 
-1. opens one span per RPC (attributes: method, status code, tenant id; never personal data);
+1. adds the tenant id and the error reason to the call's span (opened by
+   :class:`server.api.telemetry.TelemetryInterceptor`, which runs first; never personal data);
 2. rejects calls without a valid key with UNAUTHENTICATED, then calls whose key's role may
    not call the method (``server.api.authz.RPC_ROLES``) with PERMISSION_DENIED, auditing both,
    before any servicer code runs (so PERMISSION_DENIED always comes before NOT_FOUND);
@@ -24,16 +25,15 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from server.access.api_keys import ApiKeyVerifier, Caller, parse_api_key
 from server.api.authz import is_allowed
 from server.api.errors import error_status
 from server.audit.access import AccessAuditor
 from server.errors import HubError, PermissionDenied, Unauthenticated
+from server.observability.semconv import ERROR_REASON, TENANT_ID
 
 logger = logging.getLogger(__name__)
-_tracer = trace.get_tracer(__name__)
 _caller: ContextVar[Caller | None] = ContextVar("fbrhub_caller", default=None)
 
 
@@ -57,18 +57,21 @@ def _bearer_token(metadata: Any) -> str | None:
 class _Call:
     """What the wrapper needs to know about one RPC."""
 
-    def __init__(self, method: str, caller: Caller | None, span: trace.Span) -> None:
+    def __init__(self, method: str, caller: Caller | None) -> None:
         self.method = method
         self.caller = caller
-        self.span = span
+        # The server span of the call (or a no-op span when the call is not traced).
+        self.span = trace.get_current_span()
+        if caller is not None:
+            self.span.set_attribute(TENANT_ID, str(caller.tenant_id))
 
     async def fail(
         self, context: grpc.aio.ServicerContext[Any, Any], error: HubError | None
     ) -> None:
         """End the call with the status of ``error`` (INTERNAL when None)."""
         status = error_status(error)
-        self.span.set_attribute("rpc.grpc.status_code", status.code)
-        self.span.set_status(Status(StatusCode.ERROR, error.reason if error else "INTERNAL"))
+        # The status code itself is recorded by the telemetry interceptor.
+        self.span.set_attribute(ERROR_REASON, error.reason if error else "INTERNAL")
         await context.abort_with_status(rpc_status.to_status(status))
 
     async def handle(self, context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
@@ -77,8 +80,11 @@ class _Call:
         if isinstance(exc, HubError):
             await self.fail(context, exc)
             return
-        logger.exception("unexpected error in %s", self.method)
-        self.span.record_exception(exc, attributes={"exception.message": type(exc).__name__})
+        logger.exception(
+            "unexpected error in %s", self.method, extra={"rpc_method": self.method.lstrip("/")}
+        )
+        # The class only: a message or a traceback can quote what the caller sent.
+        self.span.add_event("exception", {"exception.type": type(exc).__name__})
         await self.fail(context, None)
 
 
@@ -147,34 +153,20 @@ class _Refusal:
         await call.fail(context, self.error)
 
 
-def _start(method: str, caller: Caller | None) -> tuple[trace.Span, Any]:
-    _, service, rpc = method.split("/")
-    span = _tracer.start_span(
-        method.lstrip("/"),
-        kind=SpanKind.SERVER,
-        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc},
-    )
-    if caller is not None:
-        span.set_attribute("fbrhub.tenant_id", str(caller.tenant_id))
-    return span, trace.use_span(span, end_on_exit=True)
-
-
 def _wrap(handler: Any, method: str, caller: Caller | None, refusal: _Refusal | None) -> Any:
     if handler.unary_unary or handler.stream_unary:
         inner_unary = handler.unary_unary or handler.stream_unary
 
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            span, scope = _start(method, caller)
-            call = _Call(method, caller, span)
-            with scope:
-                if refusal is not None:
-                    await refusal.refuse(call, context)
-                # Each RPC runs in its own task, so setting the variable scopes it to the call.
-                _caller.set(caller)
-                try:
-                    return await inner_unary(request, context)
-                except Exception as exc:
-                    await call.handle(context, exc)
+            call = _Call(method, caller)
+            if refusal is not None:
+                await refusal.refuse(call, context)
+            # Each RPC runs in its own task, so setting the variable scopes it to the call.
+            _caller.set(caller)
+            try:
+                return await inner_unary(request, context)
+            except Exception as exc:
+                await call.handle(context, exc)
 
         factory = (
             grpc.unary_unary_rpc_method_handler
@@ -192,17 +184,15 @@ def _wrap(handler: Any, method: str, caller: Caller | None, refusal: _Refusal | 
     async def streaming(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        span, scope = _start(method, caller)
-        call = _Call(method, caller, span)
-        with scope:
-            if refusal is not None:
-                await refusal.refuse(call, context)
-            _caller.set(caller)
-            try:
-                async for response in inner_stream(request, context):
-                    yield response
-            except Exception as exc:
-                await call.handle(context, exc)
+        call = _Call(method, caller)
+        if refusal is not None:
+            await refusal.refuse(call, context)
+        _caller.set(caller)
+        try:
+            async for response in inner_stream(request, context):
+                yield response
+        except Exception as exc:
+            await call.handle(context, exc)
 
     factory = (
         grpc.unary_stream_rpc_method_handler
