@@ -14,7 +14,6 @@ problems never raise. Classification lives in :mod:`clients.fbr.responses`. Noth
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import ssl
 from collections.abc import Callable, Mapping
@@ -26,22 +25,18 @@ import aiohttp
 import httpx
 import orjson
 from httpx_aiohttp import AiohttpTransport
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from clients.fbr.pos.responses import classify_pos_response
 from clients.fbr.responses import (
     DeliveryOutcome,
-    OutcomeKind,
     classify_response,
     classify_transport_error,
 )
+from clients.fbr.telemetry import endpoint_name, fbr_call
 
 __all__ = ["DI_PATHS", "POS_URLS", "FbrClient"]
 
-_log = logging.getLogger(__name__)
 _Classifier = Callable[[int, Mapping[str, str], bytes, bool], DeliveryOutcome]
-_tracer = trace.get_tracer(__name__)
 
 # Post and validate have separate sandbox (``_sb``) paths (docs/fbr-coverage.md §2.1).
 DI_PATHS: Final[Mapping[tuple[str, str], str]] = {
@@ -241,44 +236,22 @@ class FbrClient:
         request = httpx.Request(
             "POST", url, headers=headers, content=content, extensions=self._timeouts
         )
-        with _tracer.start_as_current_span(
-            f"fbr.{operation}_invoice",
-            kind=SpanKind.CLIENT,
-            attributes={"http.request.method": "POST", "url.path": request.url.path},
-            # Exception messages may quote anything; record nothing but the type below.
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                classify = _classify_pos if operation == "pos" else _classify_di
-                outcome = await self._exchange(request, validate_only, classify)
-            except BaseException as exc:
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                raise
-            if outcome.http_status is not None:
-                span.set_attribute("http.response.status_code", outcome.http_status)
-            span.set_attribute("fbr.outcome", outcome.kind.name)
-            span.set_attribute("fbr.error_code", outcome.error_code)
-            if outcome.kind in {OutcomeKind.RETRYABLE, OutcomeKind.IN_DOUBT}:
-                span.set_status(Status(StatusCode.ERROR, outcome.kind.name))
-        level = {
-            OutcomeKind.ACCEPTED: logging.DEBUG,
-            OutcomeKind.REJECTED: logging.INFO,
-        }.get(outcome.kind, logging.WARNING)
-        _log.log(
-            level,
-            "FBR %s %s -> %s (%s) hub_invoice_id=%s",
-            operation,
-            environment,
-            outcome.kind.name,
-            outcome.detail,
-            request_id or "-",
-        )
+        with fbr_call(request, endpoint_name(operation, environment)) as call:
+            classify = _classify_pos if operation == "pos" else _classify_di
+            outcome, error_type, response = await self._exchange(request, validate_only, classify)
+            call.finish(
+                outcome,
+                error_type=error_type,
+                http_version=response.http_version if response is not None else None,
+                operation=operation,
+                request_id=request_id,
+            )
         return outcome
 
     async def _exchange(
         self, request: httpx.Request, validate_only: bool, classify: _Classifier
-    ) -> DeliveryOutcome:
+    ) -> tuple[DeliveryOutcome, str | None, httpx.Response | None]:
+        """Send and classify; also the transport error's class (if any) and the response."""
         response: httpx.Response | None = None
         try:
             async with asyncio.timeout(self._deadline):
@@ -288,13 +261,20 @@ class FbrClient:
                 finally:
                     await response.aclose()
         except _TRANSPORT_ERRORS as exc:
+            error_type = _qualified_name(type(exc))
             if response is not None and 400 <= response.status_code < 500:
                 # A 4xx is a refusal whatever its body: judge it on the status alone.
-                return classify(response.status_code, response.headers, b"", validate_only)
+                outcome = classify(response.status_code, response.headers, b"", validate_only)
+                return outcome, error_type, response
             outcome = classify_transport_error(exc, request_sent=True, validate_only=validate_only)
             status = response.status_code if response is not None else None
-            return replace(outcome, http_status=status)
-        return classify(response.status_code, response.headers, body, validate_only)
+            return replace(outcome, http_status=status), error_type, response
+        return classify(response.status_code, response.headers, body, validate_only), None, response
+
+
+def _qualified_name(cls: type) -> str:
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
 def _classify_di(

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
-from opentelemetry import trace
 from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +31,7 @@ from server.db.bulk import insert_rows
 from server.db.engine import Database
 from server.db.models import AuditChainHead, AuditEvent
 from server.db.notify import Notifier, publish
+from server.observability.tracing import current_trace_id
 
 SYSTEM_TENANT = uuid.UUID(int=0)
 GENESIS_HASH = "0" * 64
@@ -76,12 +76,6 @@ class NewAuditEvent:
 def audit_topic(tenant_id: uuid.UUID) -> str:
     """The notifier topic that wakes a tenant's audit stream followers."""
     return f"audit:{tenant_id}"
-
-
-def current_trace_id() -> str:
-    """The trace id of the current span as 32 hex digits, or "" when not traced."""
-    context = trace.get_current_span().get_span_context()
-    return format(context.trace_id, "032x") if context.is_valid else ""
 
 
 def event_hash(prev_hash: str, tenant_id: uuid.UUID, content: Mapping[str, Any]) -> str:

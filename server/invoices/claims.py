@@ -27,10 +27,11 @@ from clients.fbr.payload import NormalisedInvoice
 from server.access.tenants import TenantProfile
 from server.audit.trail import NewAuditEvent, append_audit_events, invoice_event
 from server.db.bulk import insert_rows
-from server.db.engine import Database
+from server.db.engine import Database, mark_work
 from server.db.models import DUE_CONDITION, DeliveryAttempt, Invoice, InvoiceState, Tenant
 from server.db.notify import Notifier
 from server.invoices.intake import INVOICES_TOPIC
+from server.observability.semconv import MESSAGING_BATCH_MESSAGE_COUNT
 
 _INVOICES = cast(Table, Invoice.__table__)
 _ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
@@ -50,6 +51,10 @@ class Claimed:
     body: NormalisedInvoice
     claimed_at: dt.datetime
     worker: str
+    # The ingest span that queued it (W3C traceparent; the attempt's span links to it) and
+    # when the hub received it (the start of the receipt-to-outcome latency).
+    traceparent: str | None = None
+    received_at: dt.datetime | None = None
 
 
 def sending_event(
@@ -103,7 +108,8 @@ async def close_open_attempts(
 
 async def read_tenant_profiles(db: Database) -> list[TenantProfile]:
     """Every tenant's delivery profile (tokens can be rotated: re-read periodically)."""
-    async with db.read("outbox.tenants") as session:
+    # Quiet: re-read every few seconds by the forwarder, and never news worth a span.
+    async with db.read("outbox.tenants", quiet=True) as session:
         rows = await session.scalars(select(Tenant))
         return [TenantProfile.from_row(row) for row in rows]
 
@@ -130,12 +136,14 @@ async def claim_due_invoices(
     """
     lease_until = now + dt.timedelta(seconds=lease_seconds)
     rows: list[Row[Any]] = []
-    async with db.write("outbox.claim") as session:
+    # Quiet: the forwarder polls this; only a claim that took invoices gets a span.
+    async with db.write("outbox.claim", quiet=True) as session:
         for tenant_id, budget in budgets.items():
             if budget > 0:
                 rows += await _lease_due(session, tenant_id, budget, worker_id, now, lease_until)
         if not rows:
             return []
+        mark_work(session, {MESSAGING_BATCH_MESSAGE_COUNT: len(rows)})
         await _open_attempts(session, rows, worker_id, now)
         tenant_ids = {row.tenant_id for row in rows}
         if profiles is None or not tenant_ids <= profiles.keys():
@@ -150,6 +158,8 @@ async def claim_due_invoices(
             row.payload,
             now,
             worker_id,
+            row.traceparent,
+            row.created_at,
         )
         for row in rows
     ]
@@ -194,6 +204,8 @@ async def _lease_due(
             _INVOICES.c.attempt_count,
             _INVOICES.c.channel,
             _INVOICES.c.payload,
+            _INVOICES.c.traceparent,
+            _INVOICES.c.created_at,
         )
     )
     return rows.all()

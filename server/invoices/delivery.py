@@ -39,6 +39,7 @@ from server.invoices.pacer import Pacer, endpoint_of, fbr_failing, health_signal
 from server.invoices.pacing import BreakerChange, CircuitState
 from server.invoices.ready_buffer import ReadyBuffer
 from server.invoices.recorder import OutcomeRecorder
+from server.invoices.tracing import attempt_span
 
 __all__ = [
     "AlertSink",
@@ -249,12 +250,23 @@ class Forwarder:
 
     async def _deliver(self, claimed: Claimed, endpoint: str) -> None:
         started = self._monotonic()
+        with attempt_span(claimed, endpoint) as attempt:
+            outcome = await self._send(claimed)
+            attempt.finish(outcome)
+        latency = self._monotonic() - started
+        change = self.pacer.finished(claimed.tenant, endpoint, outcome, latency)
+        if change is not None:
+            await self._announce(change, endpoint)
+        self._recorder.add(Finished(claimed, outcome, self._clock(), attempt.trace_id))
+
+    async def _send(self, claimed: Claimed) -> DeliveryOutcome:
+        """Post the invoice on its channel; what FBR answered, or what is known of it."""
         try:
             if claimed.channel is Channel.POS:
                 post, body = self._fbr.post_pos_invoice, to_ims_json(claimed.body)
             else:
                 post, body = self._fbr.post_invoice, to_fbr_json(claimed.body)
-            outcome = await post(
+            return await post(
                 body,
                 token=claimed.tenant.fbr_token,
                 environment=claimed.tenant.fbr_environment,
@@ -264,23 +276,23 @@ class Forwarder:
             # The client maps every transport failure to an outcome; anything else is a bug,
             # and whether a request went out is unknown, so the invoice is in doubt.
             logger.exception("unexpected error delivering an invoice")
-            outcome = DeliveryOutcome(
+            return DeliveryOutcome(
                 kind=OutcomeKind.IN_DOUBT, http_status=None, detail="internal error while sending"
             )
-        latency = self._monotonic() - started
-        change = self.pacer.finished(claimed.tenant, endpoint, outcome, latency)
-        if change is not None:
-            await self._announce(change, endpoint)
-        self._recorder.add(Finished(claimed, outcome, self._clock()))
 
     async def _announce(self, change: BreakerChange, endpoint: str) -> None:
         """Log a circuit change, wake the loop when it closed, and raise the alert."""
         if change.state is CircuitState.OPEN:
             logger.warning(
-                "FBR circuit %s opened after %d failures", endpoint, change.consecutive_failures
+                "FBR circuit %s opened after %d failures",
+                endpoint,
+                change.consecutive_failures,
+                extra={"endpoint": endpoint, "count": change.consecutive_failures},
             )
         else:
-            logger.info("FBR circuit %s closed; delivery resumes", endpoint)
+            logger.info(
+                "FBR circuit %s closed; delivery resumes", endpoint, extra={"endpoint": endpoint}
+            )
             self._notifier.notify(INVOICES_TOPIC)
         if self._on_circuit_change is not None:
             tenants = [t.id for t in self._tenants if endpoint_of(t) == endpoint]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -42,9 +43,14 @@ from server.invoices.storage import (
     invoice_row,
     replace_rejected,
 )
+from server.invoices.tracing import producer_span
 from server.invoices.validation import BatchContext, InvoiceValidator, Verdict, reference_usable
+from server.observability import metrics
+from server.observability.semconv import OUTBOX_QUEUE, TENANT_ID
+from server.observability.tracing import get_tracer
 
-INVOICES_TOPIC = "invoices"
+INVOICES_TOPIC = OUTBOX_QUEUE
+_tracer = get_tracer(__name__)
 PENDING_STATES = (
     InvoiceState.QUEUED.value,
     InvoiceState.SENDING.value,
@@ -160,9 +166,13 @@ class Ingestor:
         Args:
             actor: who submitted (``apikey:<key id>``), for the audit trail.
         """
-        batch = await self.validator.prepare(tenant, invoices)
-        acks: dict[int, Ack] = {}
-        candidates = self._candidates(invoices, batch, acks)
+        with _tracer.start_as_current_span(
+            "ingest.validate",
+            attributes={TENANT_ID: str(tenant.id), "fbrhub.invoices": len(invoices)},
+        ):
+            batch = await self.validator.prepare(tenant, invoices)
+            acks: dict[int, Ack] = {}
+            candidates = self._candidates(invoices, batch, acks)
         if candidates:
             await self._store_batch(tenant, list(candidates.values()), actor, acks)
         return _in_order(len(invoices), acks, candidates)
@@ -197,23 +207,37 @@ class Ingestor:
         actor: str,
         acks: dict[int, Ack],
     ) -> None:
-        """Store the candidates and their audit events in one transaction; fills ``acks``."""
+        """Store the candidates and their audit events in one transaction; fills ``acks``.
+
+        The transaction is the producer span of the queued invoices
+        (:func:`server.invoices.tracing.producer_span`); each invoice keeps its context.
+        """
         stored: dict[int, Ack] = {}
-        async with self._db.write("ingest.store_batch") as session:
-            await self._store(session, tenant.id, candidates, stored)
-            if any(a.outcome is AckOutcome.ACCEPTED for a in stored.values()):
-                await publish(session, [INVOICES_TOPIC])
-            # Every stored state (new, or a corrected resend) is an audit event; last in the
-            # transaction, since it holds the tenant's chain head until commit.
-            await append_audit_events(session, _stored_events(tenant.id, stored.values(), actor))
+        with producer_span(tenant.id) as producer:
+            started = time.perf_counter()
+            async with self._db.write("ingest.store_batch") as session:
+                await self._store(session, tenant.id, candidates, stored, producer.traceparent)
+                if any(a.outcome is AckOutcome.ACCEPTED for a in stored.values()):
+                    await publish(session, [INVOICES_TOPIC])
+                # Every stored state (new, or a corrected resend) is an audit event; last in
+                # the transaction, since it holds the tenant's chain head until commit.
+                await append_audit_events(
+                    session, _stored_events(tenant.id, stored.values(), actor)
+                )
+            metrics.ingest_commit_duration.record(time.perf_counter() - started)
+            queued = [
+                a.invoice_id
+                for a in stored.values()
+                if a.outcome is AckOutcome.ACCEPTED and a.invoice_id is not None
+            ]
+            producer.queued(queued)
         self._notifier.notify(audit_topic(tenant.id))
         acks.update(stored)
-        queued = sum(a.outcome is AckOutcome.ACCEPTED for a in stored.values())
         if queued:
             self._notifier.notify(INVOICES_TOPIC)
             seen = self._pending_seen.get(tenant.id)
             if seen is not None:  # keep the cached backlog honest until the next count
-                self._pending_seen[tenant.id] = (seen[0] + queued, seen[1])
+                self._pending_seen[tenant.id] = (seen[0] + len(queued), seen[1])
 
     async def _store(
         self,
@@ -221,6 +245,7 @@ class Ingestor:
         tenant_id: uuid.UUID,
         candidates: list[Candidate],
         acks: dict[int, Ack],
+        traceparent: str | None,
     ) -> None:
         """Judge candidates against what is stored, store the new ones; fills ``acks``."""
         now = self._clock()
@@ -234,7 +259,7 @@ class Ingestor:
                 new.append(c)
             elif row.state == InvoiceState.REJECTED_LOCAL and row.content_sha256 != c.digest:
                 # A corrected resend of a locally rejected invoice replaces it.
-                await replace_rejected(session, row.id, tenant_id, c, now)
+                await replace_rejected(session, row.id, tenant_id, c, now, traceparent)
                 acks[c.index] = _ack_for_new(c, row.id)
             elif row.state == InvoiceState.REJECTED_LOCAL:
                 # Resent unchanged after a local rejection: still rejected, same reasons.
@@ -242,7 +267,7 @@ class Ingestor:
             else:
                 acks[c.index] = _ack_against(c, row)
         if new:
-            await self._insert_new(session, tenant_id, new, now, acks)
+            await self._insert_new(session, tenant_id, new, now, acks, traceparent)
 
     async def _insert_new(
         self,
@@ -251,10 +276,11 @@ class Ingestor:
         new: list[Candidate],
         now: dt.datetime,
         acks: dict[int, Ack],
+        traceparent: str | None,
     ) -> None:
         """Insert candidates with new references; fills ``acks``."""
         postgres = self._db.is_postgres
-        rows = [invoice_row(tenant_id, c, now) for c in new]
+        rows = [invoice_row(tenant_id, c, now, traceparent) for c in new]
         inserted = await insert_new_invoices(session, rows, postgres=postgres)
         lost: list[Candidate] = []
         for c, row_values in zip(new, rows, strict=True):

@@ -16,9 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
+from opentelemetry import trace
 from sqlalchemy import Table, and_, bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +33,7 @@ from server.db.notify import Notifier
 from server.invoices.claims import Claimed, claim_event
 from server.invoices.model import InvoiceError
 from server.invoices.results import NewResult, ResultKind, append_results, results_topic
+from server.observability.semconv import MESSAGING_BATCH_MESSAGE_COUNT
 
 _INVOICES = cast(Table, Invoice.__table__)
 _ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
@@ -68,6 +70,9 @@ class Finished:
     claimed: Claimed
     outcome: DeliveryOutcome
     at: dt.datetime
+    # The trace of the attempt's span ("" when not traced): kept on the attempt row, the
+    # result event and the audit event.
+    trace_id: str = ""
 
 
 def rejection_error(outcome: DeliveryOutcome) -> InvoiceError:
@@ -244,9 +249,10 @@ async def record_outcomes(
         invoice_rows.append({"b_id": claimed.invoice_id, "b_attempt": claimed.attempt, **values})
         attempt_rows.append(_finished_attempt(finished))
         if event is not None:
-            events.append(event)
+            events.append(replace(event, trace_id=finished.trace_id))
     audit = _outcome_audit(batch)
     async with db.write("outbox.record") as session:
+        trace.get_current_span().set_attribute(MESSAGING_BATCH_MESSAGE_COUNT, len(batch))
         await _update_invoices(session, invoice_rows)
         await _finish_attempts(session, attempt_rows)
         await append_results(session, events, now)
@@ -265,6 +271,7 @@ def _finished_attempt(finished: Finished) -> dict[str, Any]:
         "http_status": outcome.http_status,
         "fbr_error_code": outcome.error_code or None,
         "detail": outcome.detail[:200] or None,
+        "trace_id": finished.trace_id or None,
     }
 
 
@@ -272,18 +279,18 @@ def _outcome_audit(batch: Iterable[Finished]) -> list[NewAuditEvent]:
     """The deferred claim event and the outcome event of every finished attempt."""
     audit: list[NewAuditEvent] = []
     for f in batch:
-        audit.append(claim_event(f.claimed))
-        audit.append(
-            invoice_event(
-                f.claimed.tenant.id,
-                f.claimed.invoice_id,
-                _AUDIT_ACTIONS[f.outcome.kind],
-                actor="system:forwarder",
-                attempt=str(f.claimed.attempt),
-                http_status=str(f.outcome.http_status or ""),
-                fbr_error_code=f.outcome.error_code,
-            )
+        outcome = invoice_event(
+            f.claimed.tenant.id,
+            f.claimed.invoice_id,
+            _AUDIT_ACTIONS[f.outcome.kind],
+            actor="system:forwarder",
+            attempt=str(f.claimed.attempt),
+            http_status=str(f.outcome.http_status or ""),
+            fbr_error_code=f.outcome.error_code,
         )
+        # Both events belong to the attempt's trace, not to the batch that records them.
+        audit.append(replace(claim_event(f.claimed), trace_id=f.trace_id))
+        audit.append(replace(outcome, trace_id=f.trace_id))
     return audit
 
 
@@ -328,6 +335,7 @@ async def _finish_attempts(session: AsyncSession, rows: list[dict[str, Any]]) ->
             http_status=bindparam("http_status"),
             fbr_error_code=bindparam("fbr_error_code"),
             detail=bindparam("detail"),
+            trace_id=bindparam("trace_id"),
         ),
         rows,
     )

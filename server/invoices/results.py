@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db.bulk import insert_rows
 from server.db.models import ResultEvent, Tenant
 from server.db.notify import publish
+from server.observability.tracing import current_trace_id
 
 
 class ResultKind(StrEnum):
@@ -46,12 +47,15 @@ class NewResult:
         kind: what happened.
         data: erp_reference, state, fbr_invoice_number, fbr_dated, error (no raw bodies);
             for alerts, ``alert``: kind, invoice_count, oldest_age_seconds, endpoint, detail.
+        trace_id: the trace that produced the event (a delivery attempt's, an operator's
+            call...); taken from the current span when empty. Stored as ``data["trace_id"]``.
     """
 
     tenant_id: uuid.UUID
     invoice_id: uuid.UUID | None
     kind: ResultKind
     data: dict[str, Any]
+    trace_id: str = ""
 
 
 def results_topic(tenant_id: uuid.UUID) -> str:
@@ -67,6 +71,7 @@ async def append_results(
     for event in events:
         by_tenant[event.tenant_id].append(event)
     rows: list[dict[str, Any]] = []
+    current = current_trace_id()
     # Lock tenants in a fixed order so that two writers never deadlock.
     for tenant_id in sorted(by_tenant):
         batch = by_tenant[tenant_id]
@@ -85,13 +90,17 @@ async def append_results(
                 "invoice_id": event.invoice_id,
                 "kind": event.kind.value,
                 "created_at": now,
-                "data": event.data,
+                "data": _with_trace(event.data, event.trace_id or current),
             }
             for offset, event in enumerate(batch)
         )
     if rows:
         await insert_rows(session, cast(Table, ResultEvent.__table__), rows, json_columns={"data"})
         await publish(session, (results_topic(t) for t in by_tenant))
+
+
+def _with_trace(data: dict[str, Any], trace_id: str) -> dict[str, Any]:
+    return {**data, "trace_id": trace_id} if trace_id else data
 
 
 async def read_results(

@@ -67,8 +67,14 @@ def _parse_date(value: str) -> dt.date | None:
         return None
 
 
-def invoice_row(tenant_id: uuid.UUID, c: Candidate, now: dt.datetime) -> dict[str, Any]:
-    """The invoices row of a candidate: QUEUED if valid, REJECTED_LOCAL otherwise."""
+def invoice_row(
+    tenant_id: uuid.UUID, c: Candidate, now: dt.datetime, traceparent: str | None = None
+) -> dict[str, Any]:
+    """The invoices row of a candidate: QUEUED if valid, REJECTED_LOCAL otherwise.
+
+    Args:
+        traceparent: the ingest span that queues it, which its delivery attempts link to.
+    """
     valid = c.verdict.error is None
     body = c.invoice.body
     pos = c.invoice.channel is Channel.POS
@@ -92,6 +98,7 @@ def invoice_row(tenant_id: uuid.UUID, c: Candidate, now: dt.datetime) -> dict[st
         "next_attempt_at": now if valid else None,
         "created_at": now,
         "updated_at": now,
+        "traceparent": traceparent,
     }
 
 
@@ -123,9 +130,10 @@ async def replace_rejected(
     tenant_id: uuid.UUID,
     c: Candidate,
     now: dt.datetime,
+    traceparent: str | None = None,
 ) -> None:
     """Overwrite a locally rejected invoice with its corrected resend (same id and reference)."""
-    values = invoice_row(tenant_id, c, now)
+    values = invoice_row(tenant_id, c, now, traceparent)
     for key in ("id", "tenant_id", "erp_reference", "created_at"):
         values.pop(key)
     await session.execute(update(Invoice).where(Invoice.id == invoice_id).values(values))

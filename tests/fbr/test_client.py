@@ -21,11 +21,9 @@ import httpx
 import pytest
 from aiohttp import web
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from clients.fbr import client as fbr_client_module
 from clients.fbr.client import FbrClient
 from clients.fbr.responses import (
     DeliveryOutcome,
@@ -34,6 +32,7 @@ from clients.fbr.responses import (
     classify_transport_error,
     parse_lenient_json,
 )
+from tests.helpers import metric_points
 
 # -- PRAL samples (spec v1.12 §4.1.3-4.1.5, §4.2.3-4.2.4) ------------------------------------
 
@@ -294,16 +293,6 @@ def test_transport_errors(exc: BaseException, kind: OutcomeKind) -> None:
 # -- the client over httpx.MockTransport ----------------------------------------------------
 
 
-@pytest.fixture
-def spans(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
-    # A private provider: the process-wide one belongs to the hub's telemetry setup.
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(fbr_client_module, "_tracer", provider.get_tracer("test"))
-    return exporter
-
-
 def mock_client(handler: Callable[[httpx.Request], httpx.Response]) -> FbrClient:
     return FbrClient(base_url="https://fbr.test", transport=httpx.MockTransport(handler))
 
@@ -385,25 +374,77 @@ async def test_transport_failures_become_outcomes() -> None:
     assert (post.kind, check.kind) == (OutcomeKind.IN_DOUBT, OutcomeKind.RETRYABLE)
 
 
-async def test_span_and_logs_carry_no_personal_data(
-    spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+async def test_span_metric_and_log_follow_the_http_conventions_without_personal_data(
+    traced: InMemorySpanExporter,
+    metric_reader: InMemoryMetricReader,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="clients.fbr.client")
-    async with mock_client(lambda request: httpx.Response(200, content=ITEM_REJECTION)) as client:
-        await client.post_invoice(INVOICE, token=TOKEN, environment="sandbox", request_id="i-9")
-    (span,) = spans.get_finished_spans()
-    assert span.name == "fbr.post_invoice"
+    seen: list[httpx.Request] = []
+
+    def reject(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=ITEM_REJECTION)
+
+    with trace.get_tracer("test").start_as_current_span("attempt") as parent:
+        async with mock_client(reject) as client:
+            await client.post_invoice(INVOICE, token=TOKEN, environment="sandbox", request_id="i-9")
+    (span,) = [s for s in traced.get_finished_spans() if s.name != "attempt"]
+    assert span.name == "POST /di_data/v1/di/postinvoicedata_sb"
     assert span.kind is trace.SpanKind.CLIENT
+    assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id
     assert dict(span.attributes or {}) == {
         "http.request.method": "POST",
-        "url.path": "/di_data/v1/di/postinvoicedata_sb",
+        "url.full": "https://fbr.test/di_data/v1/di/postinvoicedata_sb",
+        "url.scheme": "https",
+        "url.template": "/di_data/v1/di/postinvoicedata_sb",
+        "server.address": "fbr.test",
+        "server.port": 443,
+        "fbrhub.fbr.endpoint": "di:sandbox",
+        "fbrhub.fbr.outcome": "rejected",
+        "fbrhub.fbr.error_code": "0046",
         "http.response.status_code": 200,
-        "fbr.outcome": "REJECTED",
-        "fbr.error_code": "0046",
+        "network.protocol.version": "1.1",
     }
     assert not span.events
-    logged = caplog.text
-    assert logged and TOKEN not in logged and SELLER_NTN not in logged
+    # The request carried the span's context (trace context only, never baggage).
+    context = span.get_span_context()
+    assert seen[0].headers["traceparent"] == (
+        f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    )
+    assert "baggage" not in seen[0].headers
+    (record,) = [r for r in caplog.records if r.name == "clients.fbr.client"]
+    assert record.__dict__["invoice_id"] == "i-9"
+    assert TOKEN not in caplog.text and SELLER_NTN not in caplog.text
+    points = [
+        p
+        for p in metric_points(metric_reader, "http.client.request.duration")
+        if p.attributes.get("fbrhub.fbr.outcome") == "rejected"
+    ]
+    assert points and all(p.attributes["fbrhub.fbr.endpoint"] == "di:sandbox" for p in points)
+
+
+async def test_a_transport_failure_is_an_error_with_its_class_and_still_measured(
+    traced: InMemorySpanExporter, metric_reader: InMemoryMetricReader
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused by 10.0.0.1", request=request)
+
+    async with mock_client(refuse) as client:
+        await client.post_invoice(INVOICE, token=TOKEN, environment="production")
+    (span,) = traced.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "httpx.ConnectError"
+    assert span.status.status_code is trace.StatusCode.ERROR
+    assert "refused" not in (span.status.description or "")
+    assert "http.response.status_code" not in span.attributes
+    failed = [
+        p
+        for p in metric_points(metric_reader, "http.client.request.duration")
+        if p.attributes.get("error.type") == "httpx.ConnectError"
+        and p.attributes.get("fbrhub.fbr.endpoint") == "di:production"
+    ]
+    assert failed and failed[0].attributes["fbrhub.fbr.outcome"] == "retryable"
 
 
 # -- real sockets: tiny aiohttp servers on 127.0.0.1 ----------------------------------------

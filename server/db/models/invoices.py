@@ -96,6 +96,9 @@ class Invoice(Base):
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    # W3C traceparent of the ingest span that queued the invoice: each delivery attempt's
+    # span links to it, and GetInvoice returns its trace id. NULL when nothing was traced.
+    traceparent: Mapped[str | None] = mapped_column(String(55), nullable=True)
 
 
 class DeliveryAttempt(Base):
@@ -116,6 +119,8 @@ class DeliveryAttempt(Base):
     fbr_error_code: Mapped[str | None] = mapped_column(String(8), nullable=True)
     detail: Mapped[str | None] = mapped_column(String(200), nullable=True)
     worker: Mapped[str] = mapped_column(String(64))
+    # The trace of the attempt's span (each attempt is a trace of its own).
+    trace_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class ResultEvent(Base):
