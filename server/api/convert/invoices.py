@@ -20,6 +20,7 @@ from server.api.errors import build_status
 from server.db.models import DeliveryAttempt, Invoice, ResultEvent
 from server.invoices.intake import Ack
 from server.invoices.model import InvoiceError, SubmittedInvoice
+from server.observability.tracing import from_traceparent, trace_id_of
 
 _INVOICE_TYPES = {
     invoice_pb2.INVOICE_TYPE_SALE_INVOICE: payload.INVOICE_TYPE_SALE,
@@ -196,6 +197,7 @@ def record_to_proto(
                 http_status=a.http_status or 0,
                 fbr_error_code=a.fbr_error_code or "",
                 detail=a.detail or "",
+                trace_id=a.trace_id or "",
             )
             for a in attempts or []
         ],
@@ -207,6 +209,7 @@ def record_to_proto(
         else invoice_pb2.FBR_CHANNEL_DIGITAL_INVOICING,
         original_invoice_id=str(row.original_invoice_id) if row.original_invoice_id else "",
         debit_note_ids=debit_note_ids or [],
+        trace_id=trace_id_of(from_traceparent(row.traceparent)),
     )
 
 
@@ -236,4 +239,5 @@ def result_to_proto(row: ResultEvent) -> invoice_pb2.ResultEvent:
         fbr_dated=data.get("fbr_dated") or "",
         error=stored_error_status(data.get("error")),
         event_time=timestamp(row.created_at),
+        trace_id=data.get("trace_id") or "",
     )

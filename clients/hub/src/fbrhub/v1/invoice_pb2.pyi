@@ -700,6 +700,7 @@ class InvoiceRecord(_message.Message):
     CHANNEL_FIELD_NUMBER: _builtins.int
     ORIGINAL_INVOICE_ID_FIELD_NUMBER: _builtins.int
     DEBIT_NOTE_IDS_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     invoice_id: _builtins.str
     """The hub's id for the invoice."""
     erp_reference: _builtins.str
@@ -715,6 +716,11 @@ class InvoiceRecord(_message.Message):
     original_invoice_id: _builtins.str
     """For a debit note: the hub's id of the original invoice it corrects (found by its FBR
     number in `invoice.invoice_ref_no`); empty if the original is not in the hub.
+    """
+    trace_id: _builtins.str
+    """W3C trace id (32 hex digits) of the trace the invoice was received in: the caller's own
+    trace when it sent a `traceparent`. Each attempt's `trace_id` names that attempt's trace,
+    which links back to this one. Empty when the hub did not trace the invoice.
     """
     @_builtins.property
     def invoice(self) -> Global___Invoice:
@@ -761,10 +767,11 @@ class InvoiceRecord(_message.Message):
         channel: Global___FbrChannel.ValueType = ...,
         original_invoice_id: _builtins.str = ...,
         debit_note_ids: _abc.Iterable[_builtins.str] | None = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "error", b"error", "invoice", b"invoice", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "create_time", b"create_time", "debit_note_ids", b"debit_note_ids", "erp_reference", b"erp_reference", "error", b"error", "fbr_dated", b"fbr_dated", "fbr_invoice_number", b"fbr_invoice_number", "invoice", b"invoice", "invoice_id", b"invoice_id", "item_statuses", b"item_statuses", "original_invoice_id", b"original_invoice_id", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "create_time", b"create_time", "debit_note_ids", b"debit_note_ids", "erp_reference", b"erp_reference", "error", b"error", "fbr_dated", b"fbr_dated", "fbr_invoice_number", b"fbr_invoice_number", "invoice", b"invoice", "invoice_id", b"invoice_id", "item_statuses", b"item_statuses", "original_invoice_id", b"original_invoice_id", "state", b"state", "trace_id", b"trace_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -825,6 +832,7 @@ class DeliveryAttempt(_message.Message):
     HTTP_STATUS_FIELD_NUMBER: _builtins.int
     FBR_ERROR_CODE_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     number: _builtins.int
     """Attempt number, starting at 1."""
     outcome: Global___AttemptOutcome.ValueType
@@ -835,6 +843,10 @@ class DeliveryAttempt(_message.Message):
     """FBR error code if FBR named one."""
     detail: _builtins.str
     """A short explanation of the outcome, free of personal data."""
+    trace_id: _builtins.str
+    """W3C trace id of the attempt (each attempt is a trace of its own, linked to the
+    invoice's `trace_id`); empty when not traced.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When the attempt started."""
@@ -853,10 +865,11 @@ class DeliveryAttempt(_message.Message):
         http_status: _builtins.int = ...,
         fbr_error_code: _builtins.str = ...,
         detail: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "end_time", b"end_time", "fbr_error_code", b"fbr_error_code", "http_status", b"http_status", "number", b"number", "outcome", b"outcome", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "end_time", b"end_time", "fbr_error_code", b"fbr_error_code", "http_status", b"http_status", "number", b"number", "outcome", b"outcome", "start_time", b"start_time", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -877,6 +890,7 @@ class ResultEvent(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     EVENT_TIME_FIELD_NUMBER: _builtins.int
     ALERT_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     invoice_id: _builtins.str
     """The hub's id for the invoice."""
     erp_reference: _builtins.str
@@ -889,6 +903,10 @@ class ResultEvent(_message.Message):
     """FBR invoice number, for an accepted invoice."""
     fbr_dated: _builtins.str
     """FBR's `dated` value, for an accepted invoice."""
+    trace_id: _builtins.str
+    """W3C trace id of what produced the event: the delivery attempt for an FBR outcome, the
+    operator's call for a resolution. Empty when not traced.
+    """
     @_builtins.property
     def error(self) -> _status_pb2.Status:
         """The rejection or doubt, with field violations and FBR codes."""
@@ -913,10 +931,11 @@ class ResultEvent(_message.Message):
         error: _status_pb2.Status | None = ...,
         event_time: _timestamp_pb2.Timestamp | None = ...,
         alert: Global___HubAlert | None = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "error", b"error", "event_time", b"event_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "erp_reference", b"erp_reference", "error", b"error", "event_time", b"event_time", "fbr_dated", b"fbr_dated", "fbr_invoice_number", b"fbr_invoice_number", "invoice_id", b"invoice_id", "kind", b"kind", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "erp_reference", b"erp_reference", "error", b"error", "event_time", b"event_time", "fbr_dated", b"fbr_dated", "fbr_invoice_number", b"fbr_invoice_number", "invoice_id", b"invoice_id", "kind", b"kind", "state", b"state", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
