@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from server.errors import BatchTooLarge
 from server.invoices.intake import Ack, Ingestor
 from server.invoices.model import SubmittedInvoice
 from server.observability import metrics
+from server.observability.semconv import ACK_OUTCOME
 
 COALESCE_MAX = 2000
 PIPELINE_DEPTH = 2
@@ -55,6 +57,8 @@ class InvoiceWindow:
 @dataclass
 class _Request:
     invoices: list[SubmittedInvoice]
+    # When it was read off the stream (time.perf_counter): the start of its ack latency.
+    received: float
 
 
 _END = object()
@@ -131,9 +135,10 @@ async def _read(
                 raise BatchTooLarge(
                     "invoices", f"a request may hold at most {max_per_request} invoices"
                 )
+            received = time.perf_counter()
             invoices = [converters.invoice_to_domain(m) for m in request.invoices]
             await window.acquire(len(invoices))
-            await queue.put(_Request(invoices))
+            await queue.put(_Request(invoices, received))
     except Exception as exc:
         await queue.put(exc)
     finally:
@@ -183,7 +188,8 @@ def _responses(
         # One counter update per outcome rather than per invoice: each update costs an
         # attribute lookup in the SDK, and the counts are the same.
         for outcome, invoices in Counter(ack.outcome.value for ack in mine).items():
-            metrics.invoices_ingested.add(invoices, {"outcome": outcome})
+            metrics.invoices_ingested.add(invoices, {ACK_OUTCOME: outcome})
+        metrics.ingest_ack_duration.record(time.perf_counter() - request.received)
         yield (
             invoice_service_pb2.SubmitInvoicesResponse(
                 acks=[converters.ack_to_proto(a, index=a.index - start) for a in mine]

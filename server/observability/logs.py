@@ -107,3 +107,5 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     # One INFO line per FBR request would drown the log (and names URLs, not outcomes).
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # aiosqlite logs every statement at DEBUG, from its own thread (outside any trace).
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)

@@ -55,7 +55,13 @@ from server.observability.logs import inject_trace_context
 from server.observability.sampling import LinkFollowingSampler, root_sampler_from_env
 from server.observability.semconv import SCHEMA_URL
 
-__all__ = ["Telemetry", "configure_telemetry", "hub_resource", "otlp_protocol"]
+__all__ = [
+    "Telemetry",
+    "build_telemetry",
+    "configure_telemetry",
+    "hub_resource",
+    "otlp_protocol",
+]
 
 _PROTOCOLS = ("http/protobuf", "grpc")
 _DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
@@ -63,13 +69,39 @@ _DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
 
 @dataclass
 class Telemetry:
-    """What :func:`configure_telemetry` installed; :meth:`shutdown` flushes and stops it."""
+    """Providers built from the ``OTEL_*`` variables (:func:`build_telemetry`).
+
+    Attributes:
+        resource: the process's resource.
+        span_exporters: what spans go to (none: no tracer provider).
+        metric_readers: what reads the metrics (none: no meter provider).
+        log_exporters: where log records go (none: logs stay on stderr only).
+    """
 
     resource: Resource
+    span_exporters: list[SpanExporter] = field(default_factory=list)
+    metric_readers: list[MetricReader] = field(default_factory=list)
+    log_exporters: list[LogRecordExporter] = field(default_factory=list)
     tracer_provider: TracerProvider | None = None
     meter_provider: MeterProvider | None = None
     logger_provider: LoggerProvider | None = None
     handlers: list[logging.Handler] = field(default_factory=list)
+    servers: list[Any] = field(default_factory=list)
+
+    def install(self) -> None:
+        """Make these the process's global providers and export logs (once per process)."""
+        if self.tracer_provider is not None:
+            trace.set_tracer_provider(self.tracer_provider)
+        if self.meter_provider is not None:
+            metrics.set_meter_provider(self.meter_provider)
+        if self.logger_provider is not None:
+            from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+            set_logger_provider(self.logger_provider)
+            inject_trace_context()
+            handler = LoggingHandler(logger_provider=self.logger_provider)
+            logging.getLogger().addHandler(handler)
+            self.handlers.append(handler)
 
     def shutdown(self) -> None:
         """Export what is buffered and stop the exporters (at process exit)."""
@@ -78,6 +110,9 @@ class Telemetry:
         for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
             if provider is not None:
                 provider.shutdown()
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
 
 
 def hub_version() -> str:
@@ -135,9 +170,9 @@ def _span_exporter(name: str) -> SpanExporter:
     return OTLPSpanExporter()
 
 
-def _metric_reader(name: str) -> MetricReader:
+def _metric_reader(name: str, servers: list[Any]) -> MetricReader:
     if name == "prometheus":
-        return _prometheus_reader()
+        return _prometheus_reader(servers)
     exporter: MetricExporter
     if name == "console":
         exporter = ConsoleMetricExporter()
@@ -157,13 +192,14 @@ def _metric_reader(name: str) -> MetricReader:
     return PeriodicExportingMetricReader(exporter)
 
 
-def _prometheus_reader() -> MetricReader:
+def _prometheus_reader(servers: list[Any]) -> MetricReader:
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import start_http_server
 
     host = os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost")
     port = int(os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464"))
-    start_http_server(port=port, addr=host)
+    server, _thread = start_http_server(port=port, addr=host)
+    servers.append(server)
     return PrometheusMetricReader()
 
 
@@ -181,10 +217,8 @@ def _log_exporter(name: str) -> LogRecordExporter:
     return OTLPLogExporter()
 
 
-def configure_telemetry(
-    *, instance_id: str | None = None, environment: str | None = None
-) -> Telemetry:
-    """Install the providers the ``OTEL_*`` variables ask for (once per process).
+def build_telemetry(*, instance_id: str | None = None, environment: str | None = None) -> Telemetry:
+    """Build the providers the ``OTEL_*`` variables ask for, without installing them.
 
     Args:
         instance_id: ``service.instance.id`` (the forwarder's worker id when set).
@@ -193,37 +227,33 @@ def configure_telemetry(
     Raises:
         ValueError: an exporter, protocol or sampler the hub does not support.
     """
-    installed = Telemetry(hub_resource(instance_id=instance_id, environment=environment))
-    span_exporters = [_span_exporter(n) for n in _exporter_names("OTEL_TRACES_EXPORTER")]
-    if span_exporters:
-        provider = TracerProvider(
-            resource=installed.resource, sampler=LinkFollowingSampler(root_sampler_from_env())
+    built = Telemetry(hub_resource(instance_id=instance_id, environment=environment))
+    built.span_exporters = [_span_exporter(n) for n in _exporter_names("OTEL_TRACES_EXPORTER")]
+    if built.span_exporters:
+        built.tracer_provider = TracerProvider(
+            resource=built.resource, sampler=LinkFollowingSampler(root_sampler_from_env())
         )
-        for exporter in span_exporters:
-            provider.add_span_processor(BatchSpanProcessor(exporter))
-        trace.set_tracer_provider(provider)
-        installed.tracer_provider = provider
-    readers = [_metric_reader(n) for n in _exporter_names("OTEL_METRICS_EXPORTER")]
-    if readers:
-        installed.meter_provider = MeterProvider(
-            resource=installed.resource, metric_readers=readers
+        for exporter in built.span_exporters:
+            built.tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    built.metric_readers = [
+        _metric_reader(n, built.servers) for n in _exporter_names("OTEL_METRICS_EXPORTER")
+    ]
+    if built.metric_readers:
+        built.meter_provider = MeterProvider(
+            resource=built.resource, metric_readers=built.metric_readers
         )
-        metrics.set_meter_provider(installed.meter_provider)
-    log_exporters = [_log_exporter(n) for n in _exporter_names("OTEL_LOGS_EXPORTER")]
-    if log_exporters:
-        _install_log_export(installed, log_exporters)
-    return installed
+    built.log_exporters = [_log_exporter(n) for n in _exporter_names("OTEL_LOGS_EXPORTER")]
+    if built.log_exporters:
+        built.logger_provider = LoggerProvider(resource=built.resource)
+        for log_exporter in built.log_exporters:
+            built.logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+    return built
 
 
-def _install_log_export(installed: Telemetry, exporters: list[LogRecordExporter]) -> None:
-    from opentelemetry.instrumentation.logging.handler import LoggingHandler
-
-    provider = LoggerProvider(resource=installed.resource)
-    for exporter in exporters:
-        provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
-    set_logger_provider(provider)
-    inject_trace_context()
-    handler = LoggingHandler(logger_provider=provider)
-    logging.getLogger().addHandler(handler)
-    installed.logger_provider = provider
-    installed.handlers.append(handler)
+def configure_telemetry(
+    *, instance_id: str | None = None, environment: str | None = None
+) -> Telemetry:
+    """Build the providers the ``OTEL_*`` variables ask for and install them (see above)."""
+    telemetry = build_telemetry(instance_id=instance_id, environment=environment)
+    telemetry.install()
+    return telemetry
