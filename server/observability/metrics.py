@@ -133,7 +133,7 @@ def _endpoint_gauge(values: dict[str, int]) -> Callable[[CallbackOptions], Itera
 _meter.create_observable_gauge(
     "fbrhub.fbr.circuit.state",
     callbacks=[_endpoint_gauge(circuit_states)],
-    unit="1",
+    unit="{state}",
     description="Circuit breaker toward FBR: 0 closed, 1 half-open (probing), 2 open",
 )
 _meter.create_observable_gauge(
