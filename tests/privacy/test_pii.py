@@ -1,20 +1,26 @@
 """No personal data in telemetry: logs, span attributes, metric labels, error metadata.
 
 Distinctive values are planted through a full flow (accounts, invoices to FBR and back,
-privacy requests, failing calls) and then searched for everywhere the hub reports to.
+privacy requests, failing calls, and an ERP that puts a buyer's name in its W3C baggage) and
+then searched for everywhere the hub reports to: log records and their JSON lines (every
+field), span names, attributes, events, links and statuses, metrics (in memory and as
+Prometheus exposes them), the audit trail and error details. The trace ids the API returns
+are checked to be ids and nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import generate_latest
 
 from fbrhub.v1 import (
     admin_service_pb2,
@@ -27,7 +33,8 @@ from fbrhub.v1 import (
     privacy_service_pb2_grpc,
 )
 from server.db.engine import Database
-from tests.conftest import RoleKeys
+from server.observability.logs import JsonFormatter, inject_trace_context
+from tests.conftest import MetricReaders, RoleKeys
 from tests.helpers import sample, to_proto
 
 BUYER_CNIC = "3740577777771"
@@ -46,9 +53,14 @@ async def test_planted_personal_data_never_reaches_logs_spans_metrics_or_errors(
     db: Database,
     caplog: pytest.LogCaptureFixture,
     traced: InMemorySpanExporter,
-    metric_reader: InMemoryMetricReader,
+    metric_readers: MetricReaders,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    inject_trace_context()
+    json_lines = io.StringIO()
+    json_handler = logging.StreamHandler(json_lines)
+    json_handler.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(json_handler)
     errors: list[str] = []
     admin = admin_service_pb2_grpc.AdminServiceStub(gov_channel)
     privacy = privacy_service_pb2_grpc.PrivacyServiceStub(gov_channel)
@@ -82,11 +94,13 @@ async def test_planted_personal_data_never_reaches_logs_spans_metrics_or_errors(
             invoices=[to_proto(invoice), to_proto(broken)]  # type: ignore[arg-type]
         )
 
-    acks = [
-        a
-        async for r in invoices.SubmitInvoices(requests(), metadata=role_keys.metadata("erp"))
-        for a in r.acks
-    ]
+    # An ERP's baggage is read with its trace context; it must never be copied anywhere.
+    erp = (
+        *role_keys.metadata("erp"),
+        ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ("baggage", f"buyer={BUYER_NAME.replace(' ', '%20')},email={EMAIL}"),
+    )
+    acks = [a async for r in invoices.SubmitInvoices(requests(), metadata=erp) for a in r.acks]
     assert len(acks) == 2
     errors += [str(a.error) for a in acks]
     results = invoices.StreamResults(
@@ -97,6 +111,13 @@ async def test_planted_personal_data_never_reaches_logs_spans_metrics_or_errors(
             if message.HasField("event"):
                 break
     results.cancel()
+    record = await invoices.GetInvoice(
+        invoice_service_pb2.GetInvoiceRequest(invoice_id=message.event.invoice_id),
+        metadata=role_keys.metadata("erp"),
+    )
+    trace_ids = [message.event.trace_id, record.invoice.trace_id]
+    trace_ids += [a.trace_id for a in record.invoice.attempts]
+    assert all(re.fullmatch("[0-9a-f]{32}", t) for t in trace_ids), trace_ids
 
     subject = privacy_service_pb2.DataSubject(buyer_ntn_cnic=BUYER_CNIC)
     exported = [
@@ -170,16 +191,22 @@ async def test_planted_personal_data_never_reaches_logs_spans_metrics_or_errors(
     )
     assert len(audit.events) >= 6
 
+    logging.getLogger().removeHandler(json_handler)
     spans = traced.get_finished_spans()
     assert spans, "the in-memory exporter saw no spans"
+    assert any(s.name == "process invoices" for s in spans), "no delivery attempt was traced"
     span_text = " ".join(
         f"{s.name} {dict(s.attributes or {})} {s.status.description} "
         + " ".join(f"{e.name} {dict(e.attributes or {})}" for e in s.events)
+        + " ".join(f"{link.context} {dict(link.attributes or {})}" for link in s.links)
         for s in spans
     )
-    data = metric_reader.get_metrics_data()
+    data = metric_readers.memory.get_metrics_data()
     metric_text = data.to_json() if data is not None else ""
+    metric_text += generate_latest(metric_readers.prometheus).decode()
     log_text = "\n".join(f"{r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records)
+    log_text += json_lines.getvalue()
+    assert '"invoice_id"' in json_lines.getvalue()  # the id fields were written
     audit_text = str(audit)
     for value in PLANTED:
         assert value not in log_text, f"{value!r} in logs"
