@@ -55,7 +55,9 @@ async def recover_expired_leases(db: Database, notifier: Notifier, *, now: dt.da
         )
         await append_results(session, _in_doubt_results(rows), now)
         await append_audit_events(session, _recovery_audit(rows, claims, now), now)
-    logger.warning("moved %d invoice(s) with expired leases to IN_DOUBT", len(rows))
+    logger.warning(
+        "moved %d invoice(s) with expired leases to IN_DOUBT", len(rows), extra={"count": len(rows)}
+    )
     for tenant_id in {r.tenant_id for r in rows}:
         notifier.notify(results_topic(tenant_id))
     return len(rows)

@@ -31,9 +31,7 @@ LOG_FIELDS: Final = (
     "http_status",
     "fbr_error_code",
     "rpc_method",
-    "status_code",
     "count",
-    "worker",
 )
 _NO_TRACE = "0"
 
