@@ -36,6 +36,12 @@ class BenchTenant:
     api_key: str
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sync_url(url: str) -> str:
     """The synchronous SQLAlchemy URL for an async one."""
     return url.replace("+aiosqlite", "")

@@ -22,7 +22,6 @@ aiohttp-backed transport. A client-only table (``FbrClient`` against a bare 50 m
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bench import fbr_client_bench
-from bench.common import POSTGRES_URL, REPO_ROOT, markdown_table, start_simulator
+from bench.common import POSTGRES_URL, REPO_ROOT, cpu_seconds, markdown_table, start_simulator
 from bench.report import Section
 from server.processes import spawn_hub
 
@@ -75,12 +74,6 @@ def states(engine: sa.Engine) -> dict[str, int]:
     with engine.connect() as connection:
         rows = connection.execute(sa.text("SELECT state, count(*) FROM invoices GROUP BY state"))
         return {state: int(count) for state, count in rows}
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def measure(
@@ -128,9 +121,15 @@ def slope(samples: list[tuple[float, int]]) -> float:
 
 
 async def hub_run(
-    work: Path, engine: sa.Engine, transport: str, concurrency: int, latency: float, window: float
+    work: Path,
+    engine: sa.Engine,
+    transport: str,
+    concurrency: int,
+    latency: float,
+    window: float,
+    env: dict[str, str] | None = None,
 ) -> dict[str, float | int | str]:
-    """One forwarding measurement."""
+    """One forwarding measurement (``env``: more variables for the hub, e.g. ``OTEL_*``)."""
     backlog = reset_backlog(engine)
     simulator = await start_simulator(work / "simulator.log", latency)
     hub = spawn_hub(
@@ -146,6 +145,7 @@ async def hub_run(
         module="bench.hub_launcher",
         args=("--transport", transport),
         cwd=REPO_ROOT,
+        env=env,
     )
     try:
         await hub.wait_serving()

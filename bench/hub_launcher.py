@@ -4,6 +4,8 @@ The forwarding benchmark starts the hub through this launcher to put httpx's own
 (``httpx.AsyncHTTPTransport`` with limits sized to the concurrency) beside the default
 aiohttp-backed transport. Everything else is ``fbrhub serve``.
 
+Telemetry is set up from the ``OTEL_*`` variables as ``fbrhub serve`` does.
+
 Run: ``python -m bench.hub_launcher --transport default|httpx``
 """
 
@@ -18,6 +20,7 @@ import httpx
 from clients.fbr.client import FbrClient
 from server.app import build_fbr_client, settle_garbage_collector, start_hub
 from server.observability.logs import configure_logging
+from server.observability.telemetry import configure_telemetry
 from server.settings import Settings
 
 
@@ -25,6 +28,9 @@ async def serve(transport: str) -> None:
     """Start the hub and run it until SIGTERM."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
+    telemetry = configure_telemetry(
+        instance_id=settings.worker_id, environment=settings.environment
+    )
     if transport == "httpx":
         limits = httpx.Limits(
             max_connections=settings.forwarder_concurrency,
@@ -45,6 +51,7 @@ async def serve(transport: str) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     await hub.stop(grace=1.0)
+    telemetry.shutdown()
 
 
 def main() -> None:

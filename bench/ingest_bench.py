@@ -27,6 +27,7 @@ from bench.common import (
     POSTGRES_URL,
     REPO_ROOT,
     BenchTenant,
+    cpu_seconds,
     load_workload,
     make_tenant,
     markdown_table,
@@ -71,22 +72,34 @@ async def run_client(log: Path, *args: str) -> dict[str, Any]:
 
 
 async def hub_ingest(
-    work: Path, url: str, workload: Path, start: int, count: int
+    work: Path,
+    url: str,
+    workload: Path,
+    start: int,
+    count: int,
+    env: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], BenchTenant]:
-    """Fresh database, hub process without forwarder, one streaming client."""
+    """Fresh database, hub process without forwarder, one streaming client.
+
+    ``env``: more variables for the hub (``OTEL_*``). The result has the hub's CPU time per
+    invoice (``cpu_us``) besides the client's figures.
+    """
     await asyncio.to_thread(reset_database, url)
     tenant = await make_tenant(url)
     hub = spawn_hub(
         work / "hub-ingest.log",
         {"database_url": url, "forwarder_enabled": "false", "log_level": "WARNING"},
+        env=env,
     )
     try:
         await hub.wait_serving()
+        cpu_start = cpu_seconds(hub.pid)
         result = await run_client(
             work / "client.log",
             *("stream", "--address", hub.address, "--api-key", tenant.api_key),
             *("--workload", str(workload), "--start", str(start), "--count", str(count)),
         )
+        result["cpu_us"] = (cpu_seconds(hub.pid) - cpu_start) / count * 1e6
         result["hub_rss_mb"] = hub.rss_bytes() / 2**20
     finally:
         await hub.stop()

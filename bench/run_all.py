@@ -1,10 +1,12 @@
 """Run every benchmark (``make bench``), print the tables and write bench/RESULTS.md.
 
 Order: hot path, ingest (SQLite, PostgreSQL, raw COPY, naive), forwarding (which reuses the
-PostgreSQL ingest backlog), memory. PostgreSQL is ``FBRHUB_BENCH_POSTGRES_URL`` (default
+PostgreSQL ingest backlog), memory, telemetry (ingest and forwarding again with traces and
+metrics exported). PostgreSQL is ``FBRHUB_BENCH_POSTGRES_URL`` (default
 ``postgresql+psycopg://postgres@127.0.0.1:5432/bench``), a database of its own: it is emptied.
 
-Run: ``.venv/bin/python bench/run_all.py [--scale 1.0] [--only hotpath ingest forward memory]``
+Run: ``.venv/bin/python bench/run_all.py [--scale 1.0] [--only hotpath ingest forward memory
+telemetry]``
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import forward_bench, hotpath_bench, ingest_bench, memory_bench
+from bench import forward_bench, hotpath_bench, ingest_bench, memory_bench, telemetry_bench
 from bench.common import write_workload
 from bench.report import Section, write_results
 
-SECTIONS = ("hotpath", "ingest", "forward", "memory")
+SECTIONS = ("hotpath", "ingest", "forward", "memory", "telemetry")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -43,7 +45,7 @@ async def run(options: argparse.Namespace, work: Path) -> list[Section]:
     """Run the selected benchmarks in order, printing each table as it completes."""
     sections: list[Section] = []
     workload = work / "workload.pickle"
-    if {"ingest", "forward", "memory"} & set(options.only):
+    if {"ingest", "forward", "memory", "telemetry"} & set(options.only):
         count = int(100_000 * options.scale) + int(10_000 * options.scale) + 2000
         print(f"building the workload: {count:,} invoices of ~1.5 KB", flush=True)
         write_workload(workload, f"B{int(time.time())}", count)
@@ -66,6 +68,9 @@ async def run(options: argparse.Namespace, work: Path) -> list[Section]:
     if "memory" in options.only:
         print("memory", flush=True)
         done(await memory_bench.run(work, workload, options.scale))
+    if "telemetry" in options.only:
+        print("telemetry", flush=True)
+        done(await telemetry_bench.run(work, workload, options.scale))
     return sections
 
 

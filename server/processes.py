@@ -210,6 +210,7 @@ def spawn_hub(
     module: str = "server.commands",
     args: Sequence[str] = ("serve",),
     cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ChildProcess:
     """Start ``python -m <module> <args>`` (the hub) with ``FBRHUB_<NAME>=value`` per setting.
 
@@ -221,6 +222,7 @@ def spawn_hub(
         args: its arguments.
         cwd: the child's working directory (default: ours); it must make ``module``
             importable.
+        env: more environment variables, e.g. ``OTEL_*`` (not ``FBRHUB_*``: use settings).
 
     Returns:
         The child; ``await hub.wait_serving()`` before using it.
@@ -230,7 +232,7 @@ def spawn_hub(
     return ChildProcess.start(
         [sys.executable, "-m", module, *args],
         log,
-        child_env(chosen),
+        {**child_env(chosen), **(env or {})},
         name="hub",
         address=str(chosen["grpc_listen"]),
         cwd=cwd,
