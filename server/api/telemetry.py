@@ -20,6 +20,7 @@ where restoring the context would fail; the task's context ends with the call an
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
@@ -199,8 +200,11 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
 
 def _wrap(handler: Any, rpc: _Rpc) -> Any:
     """The handler with its behaviour run inside the call's span."""
-    if handler.response_streaming:
-        behaviour = handler.stream_stream or handler.unary_stream
+    streaming_behaviour = handler.stream_stream or handler.unary_stream
+    # A streaming handler may also be a coroutine that writes with context.write() (the health
+    # service's Watch): the wrapper must keep its shape.
+    if handler.response_streaming and inspect.isasyncgenfunction(streaming_behaviour):
+        behaviour = streaming_behaviour
 
         async def streaming(
             request: Any, servicer_context: grpc.aio.ServicerContext[Any, Any]
@@ -218,7 +222,7 @@ def _wrap(handler: Any, rpc: _Rpc) -> Any:
 
         wrapped: Callable[..., Any] = streaming
     else:
-        behaviour = handler.stream_unary or handler.unary_unary
+        behaviour = streaming_behaviour or handler.stream_unary or handler.unary_unary
 
         async def unary(request: Any, servicer_context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             rpc.begin(servicer_context)
