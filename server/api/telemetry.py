@@ -87,13 +87,19 @@ class _Rpc:
     """One call's span, context and clock, and how it ends."""
 
     def __init__(
-        self, span: trace.Span, context: otel_context.Context, method: str, streaming: bool
+        self,
+        span: trace.Span,
+        context: otel_context.Context,
+        method: str,
+        *,
+        streaming: bool,
+        started: float,
     ) -> None:
         self.span = span
         self.context = context
         self.method = method
         self.streaming = streaming
-        self.started = time.perf_counter()
+        self.started = started  # time.perf_counter() when the call arrived
 
     def begin(self, servicer_context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Make the span current in this task and count the stream as open."""
@@ -159,8 +165,8 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
         """Start the call's span, run the rest of the chain inside it, wrap the handler."""
-        full_name = handler_call_details.method
-        method = full_name.lstrip("/")
+        started = time.perf_counter()
+        method = handler_call_details.method.lstrip("/")
         parent = propagate.extract(_carrier(handler_call_details.invocation_metadata))
         span = self._start(method, parent)
         context = trace.set_span_in_context(span, parent)
@@ -170,10 +176,10 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         finally:
             otel_context.detach(token)
         if handler is None:
-            self._unimplemented(span, method)
+            self._unimplemented(span, method, started)
             return None
         streaming = handler.request_streaming or handler.response_streaming
-        return _wrap(handler, _Rpc(span, context, method, streaming))
+        return _wrap(handler, _Rpc(span, context, method, streaming=streaming, started=started))
 
     def _start(self, method: str, parent: otel_context.Context) -> trace.Span:
         service = method.split("/", 1)[0]
@@ -190,12 +196,13 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         return _tracer.start_span(method, parent, kind=SpanKind.SERVER, attributes=attributes)
 
     @staticmethod
-    def _unimplemented(span: trace.Span, method: str) -> None:
+    def _unimplemented(span: trace.Span, method: str, started: float) -> None:
         """An unknown method: gRPC answers UNIMPLEMENTED without running anything."""
         if span.is_recording():
             span.update_name(_OTHER)
             span.set_attributes({RPC_METHOD: _OTHER, RPC_METHOD_ORIGINAL: method[:200]})
-        _Rpc(span, otel_context.get_current(), _OTHER, False).end(grpc.StatusCode.UNIMPLEMENTED)
+        rpc = _Rpc(span, otel_context.get_current(), _OTHER, streaming=False, started=started)
+        rpc.end(grpc.StatusCode.UNIMPLEMENTED)
 
 
 def _wrap(handler: Any, rpc: _Rpc) -> Any:

@@ -30,7 +30,7 @@ from server.db.engine import Database, mark_work
 from server.db.models import Invoice, InvoiceState, ResultEvent, Tenant
 from server.db.notify import Notifier
 from server.invoices.intake import PENDING_STATES
-from server.invoices.leadership import Leadership
+from server.invoices.leadership import MONITOR_LOCK_ID, Leadership
 from server.invoices.pacing import BreakerChange, CircuitState
 from server.invoices.results import NewResult, ResultKind, append_results, results_topic
 from server.observability import metrics
@@ -196,6 +196,7 @@ class QueueMonitor:
         stuck_after_seconds: float,
         repeat: int = 10,
         clock: Callable[[], dt.datetime] = utcnow,
+        lock_id: int = MONITOR_LOCK_ID,
     ) -> None:
         self._db = db
         self._notifier = notifier
@@ -205,7 +206,8 @@ class QueueMonitor:
         self._clock = clock
         self._last: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
         self._stop = asyncio.Event()
-        self._leadership = Leadership(db)
+        # Monitors sharing a lock id (every hub's, by default) take turns leading.
+        self._leadership = Leadership(db, lock_id)
 
     async def run(self) -> None:
         """Check every interval until :meth:`stop`; then hand the lead to another process."""

@@ -25,6 +25,8 @@ from clients.fbr_simulator.schedule import OutageMode
 from fbrhub.v1 import invoice_service_pb2_grpc
 from server.app import Hub
 from server.db.engine import Database
+from server.db.notify import Notifier
+from server.invoices.monitor import QueueMonitor
 from tests.conftest import OTHER_TOKEN, SELLER_NTN, MetricReaders, Tenant, make_tenant
 from tests.helpers import eventually, metric_points, proto_invoice, results_until, submit
 
@@ -219,3 +221,34 @@ async def test_queue_gauges_read_zero_once_the_queue_drains(
     assert gauge("pending") == [0]
     assert gauge("in_doubt") == [0] and gauge("stuck") == [0]
     assert gauge("oldest_pending_age") == [0]
+
+
+async def test_one_process_reports_the_queue_and_another_takes_over(
+    db: Database, tenant: Tenant, metric_reader: InMemoryMetricReader
+) -> None:
+    if not db.is_postgres:
+        pytest.skip("SQLite serves one process, which always reports")
+    lock = 0x7E57  # not the hubs' lock: no running hub takes part
+    first, second = (
+        QueueMonitor(db, Notifier(), interval_seconds=60, stuck_after_seconds=900, lock_id=lock)
+        for _ in range(2)
+    )
+
+    def reported() -> list[float]:
+        return [
+            p.value
+            for p in metric_points(metric_reader, "fbrhub.queue.pending")
+            if p.attributes.get("fbrhub.tenant_id") == str(tenant.id)
+        ]
+
+    try:
+        await first.check()
+        assert await second.check() == []  # the first holds the lock: the second stays quiet
+        assert reported() == [0]  # once, not once per process
+        await first.close()  # a stopping (or dead) process frees the lock...
+        await second.check()  # ...and the next round of another one takes over
+        assert reported() == [0]
+        assert await first.check() == [] and reported() == [0]
+    finally:
+        await first.close()
+        await second.close()

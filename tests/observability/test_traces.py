@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -26,7 +27,7 @@ from server.app import Hub
 from server.db.engine import Database
 from server.db.models import AuditEvent
 from tests.conftest import Tenant
-from tests.helpers import proto_invoice, results_until
+from tests.helpers import metric_points, proto_invoice, results_until
 
 
 @dataclass(frozen=True)
@@ -280,3 +281,26 @@ async def test_a_refused_call_is_traced_with_its_status_and_reason(
     # A caller's mistake is not the server's error (gRPC server-span conventions).
     assert "error.type" not in values and span.status.status_code is StatusCode.UNSET
     assert "fbrhub.tenant_id" not in values
+
+
+async def test_an_unknown_method_is_traced_as_other_and_measured(
+    hub: Hub,
+    channel: grpc.aio.Channel,
+    traced: InMemorySpanExporter,
+    metric_reader: InMemoryMetricReader,
+) -> None:
+    erp = erp_trace()
+    call = channel.unary_unary("/fbrhub.v1.InvoiceService/NoSuchMethod")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call(b"", metadata=(("traceparent", erp.traceparent),))
+    assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    (span,) = [s for s in traced.get_finished_spans() if s.context.trace_id == erp.trace_id]
+    assert span.name == "_OTHER"
+    values = attributes(span)
+    assert values["rpc.method"] == "_OTHER"
+    assert values["rpc.method_original"] == "fbrhub.v1.InvoiceService/NoSuchMethod"
+    assert values["error.type"] == "UNIMPLEMENTED" and span.status.status_code is StatusCode.ERROR
+    # The metric keeps the method out (a caller could invent any number of names).
+    points = metric_points(metric_reader, "rpc.server.call.duration")
+    assert not [p for p in points if "NoSuchMethod" in str(p.attributes)]
+    assert [p for p in points if p.attributes.get("rpc.method") == "_OTHER"]
