@@ -95,6 +95,11 @@ def postgres_migrated() -> str:
     return POSTGRES_URL
 
 
+# For the few tests about several hub processes on one database: only PostgreSQL serves
+# several processes, so such a test has no SQLite variant at all (rather than a skipped one).
+postgres_only = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database: a fresh SQLite file, or PostgreSQL with emptied tables."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import random
 import re
 import struct
@@ -11,6 +12,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import pytest
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -210,3 +212,11 @@ def png_pixels(png: bytes) -> tuple[int, int, bytes]:
             else:
                 pixels.append(bit * 255 // ((1 << depth) - 1))
     return width, height, bytes(pixels)
+
+
+def missing(what: str, how: str) -> None:
+    """Skip (or, under CI, fail) because ``what`` is not installed; ``how`` installs it."""
+    message = f"{what} is not installed ({how})"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs {message}")
+    pytest.skip(message)

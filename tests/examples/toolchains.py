@@ -8,12 +8,11 @@ under CI (``CI`` set), so that CI can never pass while leaving a language out.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
+from tests.helpers import missing
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = REPO_ROOT / "node_modules"
@@ -28,14 +27,6 @@ JAVA_JARS = (
     "guava",
     "geronimo-annotation-1.3-spec",
 )
-
-
-def missing(what: str, how: str) -> None:
-    """Skip (or, under CI, fail) because ``what`` is not installed; ``how`` installs it."""
-    message = f"{what} is not installed ({how})"
-    if os.environ.get("CI"):
-        pytest.fail(f"CI needs {message}")
-    pytest.skip(message)
 
 
 def tool(name: str, how: str) -> str:

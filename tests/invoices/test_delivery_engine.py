@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 
 import grpc
-import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from sqlalchemy import select, update
 
@@ -18,7 +17,7 @@ from server.db.engine import Database
 from server.db.models import DeliveryAttempt, Invoice, InvoiceState
 from server.db.notify import Notifier
 from server.invoices.monitor import QueueMonitor
-from tests.conftest import POSTGRES_URL, Tenant, hub_settings
+from tests.conftest import Tenant, hub_settings, postgres_only
 from tests.helpers import metric_points, proto_invoice, results_until, stop_monitor, submit
 
 
@@ -181,12 +180,10 @@ async def test_monitor_alerts_on_stuck_and_in_doubt_invoices(
     assert stuck.event.alert.oldest_age.seconds >= 7000
 
 
-@pytest.mark.skipif(not POSTGRES_URL, reason="LISTEN/NOTIFY needs PostgreSQL")
+@postgres_only  # LISTEN/NOTIFY is PostgreSQL's; SQLite runs one hub process
 async def test_a_follower_on_another_hub_sees_results_promptly(
     simulator: FbrSimulator, tenant: Tenant, database_url: str
 ) -> None:
-    if "postgresql" not in database_url:
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite runs one hub process")
     # Hub B polls only every minute: a prompt event can only come from NOTIFY.
     hub_a = await start_hub(
         hub_settings(database_url, simulator.base_url), db=Database(database_url)

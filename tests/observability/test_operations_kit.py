@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import generate_latest
@@ -27,8 +26,22 @@ from server.app import Hub
 from server.db.engine import Database
 from server.db.notify import Notifier
 from server.invoices.monitor import QueueMonitor
-from tests.conftest import OTHER_TOKEN, SELLER_NTN, MetricReaders, Tenant, make_tenant
-from tests.helpers import eventually, metric_points, proto_invoice, results_until, submit
+from tests.conftest import (
+    OTHER_TOKEN,
+    SELLER_NTN,
+    MetricReaders,
+    Tenant,
+    make_tenant,
+    postgres_only,
+)
+from tests.helpers import (
+    eventually,
+    metric_points,
+    missing,
+    proto_invoice,
+    results_until,
+    submit,
+)
 
 KIT = Path(__file__).parents[2] / "deploy" / "observability"
 OPERATIONS = Path(__file__).parents[2] / "docs" / "operations.md"
@@ -180,8 +193,9 @@ def test_the_collector_pipelines_use_only_components_it_defines() -> None:
     assert set(config["receivers"]["otlp"]["protocols"]) == {"grpc", "http"}
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_the_alert_rules_pass_their_promtool_unit_tests() -> None:
+    if shutil.which("promtool") is None:
+        missing("promtool", "apt-get install prometheus")
     result = subprocess.run(
         ["promtool", "test", "rules", "alerts_test.yaml"],
         cwd=KIT,
@@ -223,11 +237,10 @@ async def test_queue_gauges_read_zero_once_the_queue_drains(
     assert gauge("oldest_pending_age") == [0]
 
 
+@postgres_only  # SQLite serves one process, which always reports
 async def test_one_process_reports_the_queue_and_another_takes_over(
     db: Database, tenant: Tenant, metric_reader: InMemoryMetricReader
 ) -> None:
-    if not db.is_postgres:
-        pytest.skip("SQLite serves one process, which always reports")
     lock = 0x7E57  # not the hubs' lock: no running hub takes part
     first, second = (
         QueueMonitor(db, Notifier(), interval_seconds=60, stuck_after_seconds=900, lock_id=lock)
