@@ -85,6 +85,11 @@ def _aiohttp_transport(ssl_context: ssl.SSLContext, max_connections: int) -> Aio
     return AiohttpTransport(verify=ssl_context, client=session)
 
 
+class RequestNotSent(ValueError):
+    """The request could not be made, so nothing was sent (a body that is not JSON, an
+    unknown environment). Its message names no value from the body."""
+
+
 class FbrClient:
     """Posts and validates DI invoices over one pooled HTTP client.
 
@@ -222,7 +227,7 @@ class FbrClient:
     ) -> DeliveryOutcome:
         url = self._urls.get((operation, environment))
         if url is None:
-            raise ValueError(f"unknown FBR environment {environment!r}")
+            raise RequestNotSent(f"unknown FBR environment {environment!r}")
         validate_only = operation == "validate"
         headers = {
             "Accept": "application/json",  # so the WSO2 gateway sends JSON faults
@@ -232,7 +237,10 @@ class FbrClient:
         }
         if request_id:
             headers["X-Hub-Invoice-Id"] = request_id
-        content = orjson.dumps(body if isinstance(body, dict) else dict(body))
+        try:
+            content = orjson.dumps(body if isinstance(body, dict) else dict(body))
+        except (TypeError, orjson.JSONEncodeError):
+            raise RequestNotSent("the request body cannot be serialised as JSON") from None
         request = httpx.Request(
             "POST", url, headers=headers, content=content, extensions=self._timeouts
         )

@@ -11,8 +11,10 @@ Field names and types follow the PRAL DI specification v1.12 [SPEC] (docs/fbr-co
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
+
+from clients.fbr.numbers import AMOUNT, QUANTITY, NumberBound, bounded_decimal, json_number
 
 NormalisedInvoice = dict[str, Any]
 """Header fields as ``str`` plus ``items``: ``list[dict[str, str]]``."""
@@ -58,6 +60,12 @@ ITEM_NUMBER_FIELDS: tuple[tuple[str, str], ...] = (
     ("discount", "discount"),
 )
 
+# The digits each numeric item field may have (docs/fbr-coverage.md §2.4): the rule table
+# refuses a number outside its bound, and the body builder never evaluates one.
+ITEM_NUMBER_BOUNDS: dict[str, NumberBound] = {
+    ours: QUANTITY if ours == "quantity" else AMOUNT for ours, _ in ITEM_NUMBER_FIELDS
+}
+
 # Numeric fields that are required by the specification (sent as 0 when empty would be wrong,
 # so an empty value is a validation error instead). The optional ones may be omitted.
 REQUIRED_NUMBER_FIELDS: frozenset[str] = frozenset(
@@ -83,31 +91,28 @@ REGISTERED = "Registered"
 UNREGISTERED = "Unregistered"
 
 
+# Wider than any field's bound: what arithmetic on a parsed number may safely meet.
+_PARSE_BOUND = NumberBound(30, 30)
+
+
 def parse_decimal(value: str) -> Decimal | None:
-    """Parse a decimal string; ``None`` if it is empty or not a finite decimal."""
-    if not value:
-        return None
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
+    """Parse a decimal string (an optional ``-`` sign, then a plain decimal).
 
-
-def _json_number(value: str) -> int | float | str:
-    if value.isascii() and value.isdigit():  # whole numbers ("0", "100"): most of them
-        return int(value)
-    number = parse_decimal(value)
-    if number is None:
-        return value
-    # FBR wants JSON numbers; integral values go as ints so that "100" stays 100.
-    if number == number.to_integral_value():
-        return int(number)
-    return float(number)
+    Returns:
+        The value; ``None`` if it is empty, not a decimal, or has more than 30 digits before
+        or after the point (no huge exponent is ever evaluated, see :mod:`clients.fbr.numbers`).
+    """
+    negative = value.startswith("-")
+    number = bounded_decimal(value[1:] if negative else value, _PARSE_BOUND)
+    return -number if negative and number is not None else number
 
 
 def to_fbr_json(invoice: NormalisedInvoice) -> dict[str, Any]:
     """Build the DI request body (camelCase keys, numbers as JSON numbers).
+
+    Raises:
+        UnsendableNumber: a number outside its bound (``ITEM_NUMBER_BOUNDS``), which the rule
+            table refuses (0300, 0302): never raised for an invoice that passed validation.
 
     Empty optional header fields are omitted (``invoiceRefNo``, ``scenarioId``, and an empty
     ``buyerNTNCNIC``, as for unregistered buyers; docs/fbr-coverage.md §2.5). Empty
@@ -132,7 +137,7 @@ def to_fbr_json(invoice: NormalisedInvoice) -> dict[str, Any]:
                 elif ours in REQUIRED_NUMBER_FIELDS:
                     out[theirs] = 0
                 continue
-            out[theirs] = _json_number(value)
+            out[theirs] = json_number(value, ITEM_NUMBER_BOUNDS[ours])
         items.append(out)
     body["items"] = items
     return body

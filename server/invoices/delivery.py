@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from clients.fbr.channels import Channel
+from clients.fbr.client import RequestNotSent
 from clients.fbr.payload import to_fbr_json
 from clients.fbr.pos.payload import to_ims_json
 from clients.fbr.responses import DeliveryOutcome, OutcomeKind
@@ -54,6 +55,16 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 AlertSink = Callable[[BreakerChange, list[uuid.UUID]], Awaitable[None]]
+Post = Callable[..., Awaitable[DeliveryOutcome]]
+
+NOT_SENDABLE = DeliveryOutcome(
+    kind=OutcomeKind.REJECTED,
+    http_status=None,
+    error_message="The hub could not build FBR's request from this invoice (a number out of "
+    "range): nothing was sent. Correct the invoice and retry it.",
+    detail="not sent: request body could not be built",
+)
+"""The outcome of an invoice whose FBR body cannot be built: refused, and provably unsent."""
 
 
 class FbrSender(Protocol):
@@ -262,16 +273,33 @@ class Forwarder:
     async def _send(self, claimed: Claimed) -> DeliveryOutcome:
         """Post the invoice on its channel; what FBR answered, or what is known of it."""
         try:
-            if claimed.channel is Channel.POS:
-                post, body = self._fbr.post_pos_invoice, to_ims_json(claimed.body)
-            else:
-                post, body = self._fbr.post_invoice, to_fbr_json(claimed.body)
+            post, body = self._request(claimed)
+        except Exception as exc:
+            # Nothing left the hub: the invoice is refused, never in doubt. Only the type is
+            # logged: an exception message may quote the invoice.
+            logger.error(
+                "could not build the FBR request body of an invoice: %s", type(exc).__name__
+            )
+            return NOT_SENDABLE
+        return await self._post(claimed, post, body)
+
+    def _request(self, claimed: Claimed) -> tuple[Post, dict[str, Any]]:
+        """The FBR call and body of a claimed invoice (bounded work, see clients.fbr.numbers)."""
+        if claimed.channel is Channel.POS:
+            return self._fbr.post_pos_invoice, to_ims_json(claimed.body)
+        return self._fbr.post_invoice, to_fbr_json(claimed.body)
+
+    async def _post(self, claimed: Claimed, post: Post, body: dict[str, Any]) -> DeliveryOutcome:
+        try:
             return await post(
                 body,
                 token=claimed.tenant.fbr_token,
                 environment=claimed.tenant.fbr_environment,
                 request_id=str(claimed.invoice_id),
             )
+        except RequestNotSent as exc:
+            logger.error("FBR request not sent: %s", exc)
+            return NOT_SENDABLE
         except Exception:
             # The client maps every transport failure to an outcome; anything else is a bug,
             # and whether a request went out is unknown, so the invoice is in doubt.

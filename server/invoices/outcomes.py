@@ -76,7 +76,17 @@ class Finished:
 
 
 def rejection_error(outcome: DeliveryOutcome) -> InvoiceError:
-    """The error of an invoice FBR rejected: one violation per failing line, or the header."""
+    """The error of an invoice FBR rejected: one violation per failing line, or the header.
+
+    An outcome without an HTTP status was refused before anything was sent (its body could
+    not be built): ``INVOICE_NOT_SENDABLE``, not FBR's rejection.
+    """
+    if outcome.http_status is None:
+        return InvoiceError(
+            "INVOICE_NOT_SENDABLE",
+            "the hub could not build FBR's request from this invoice; nothing was sent",
+            (Violation("items", "", outcome.error_message or "not sent"),),
+        )
     violations = tuple(
         Violation(
             fbr_error_path(item.error_code, item.item_sno),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from clients.fbr.numbers import POS_NUMBER, NumberBound, bounded_decimal, json_number
 from clients.fbr.payload import parse_decimal
 
 NormalisedPosInvoice = dict[str, Any]
@@ -86,13 +87,13 @@ _CENT = Decimal("0.01")
 
 
 def item_sum(invoice: NormalisedPosInvoice, field: str) -> Decimal | None:
-    """The sum of an item field over the lines; None if a value is not a number."""
+    """The sum of an item field over the lines; None if a value is not a number in bound."""
     total = Decimal(0)
     for item in invoice.get("items") or ():
         text = item.get(field, "")
         if not text:
             continue
-        value = parse_decimal(text)
+        value = bounded_decimal(text, POS_NUMBER)
         if value is None:
             return None
         total += value
@@ -112,19 +113,25 @@ def with_totals(invoice: NormalisedPosInvoice) -> NormalisedPosInvoice:
     return filled
 
 
-def _number(text: str) -> int | float | str:
-    number = parse_decimal(text)
-    if number is None:
-        return text
-    return int(number) if number == number.to_integral_value() else float(number)
+# POSID is a bigint [T3]; PaymentMode and InvoiceType are small codes.
+_INTEGER = NumberBound(18, 0)
+
+
+def _number(text: str, bound: NumberBound = POS_NUMBER) -> int | float | str:
+    return json_number(text, bound)
 
 
 def to_ims_json(invoice: NormalisedPosInvoice) -> dict[str, Any]:
-    """Build the IMS ``PostData`` body (totals computed where not given)."""
+    """Build the IMS ``PostData`` body (totals computed where not given).
+
+    Raises:
+        UnsendableNumber: a number outside its bound, which the POS rules refuse: never
+            raised for an invoice that passed validation.
+    """
     full = with_totals(invoice)
     body: dict[str, Any] = {"InvoiceNumber": ""}
     for ours, theirs in HEADER_INT_FIELDS:
-        body[theirs] = _number(full.get(ours, ""))
+        body[theirs] = _number(full.get(ours, ""), _INTEGER)
     for ours, theirs in HEADER_TEXT_FIELDS:
         body[theirs] = full.get(ours, "")
     for ours, theirs, _ in HEADER_TOTALS:
@@ -137,7 +144,7 @@ def to_ims_json(invoice: NormalisedPosInvoice) -> dict[str, Any]:
         for ours, theirs in ITEM_NUMBER_FIELDS:
             out[theirs] = _number(item.get(ours, "") or "0")
         for ours, theirs in ITEM_INT_FIELDS:
-            out[theirs] = _number(item.get(ours, ""))
+            out[theirs] = _number(item.get(ours, ""), _INTEGER)
         items.append(out)
     body["Items"] = items
     return body

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from clients.fbr.numbers import POS_NUMBER, bounded_decimal, within
 from clients.fbr.payload import parse_decimal
 from clients.fbr.pos.payload import (
     HEADER_TOTALS,
@@ -148,12 +149,14 @@ def _item(index: int, item: Mapping[str, str], invoice_type: str) -> list[Violat
     amounts: dict[str, Decimal] = {}
     for name, _ in ITEM_NUMBER_FIELDS:
         text = item.get(name, "") or "0"
-        value = parse_decimal(text)
-        if value is None or value < 0:
+        value = bounded_decimal(text, POS_NUMBER)
+        if value is not None:
+            amounts[name] = value
+        elif within(text, POS_NUMBER) is None:
             hint = " (a number such as 17, not 17%)" if name == "tax_rate" else ""
             found.append(_bad(at + name, f"{name} must be a number, 0 or more{hint}."))
         else:
-            amounts[name] = value
+            found.append(_bad(at + name, _out_of_bound(name)))
     if amounts.get("quantity") == 0:
         found.append(_bad(at + "quantity", "Quantity must be more than 0."))
     item_type = item.get("invoice_type", "")
@@ -191,6 +194,13 @@ def _item(index: int, item: Mapping[str, str], invoice_type: str) -> list[Violat
     return found
 
 
+def _out_of_bound(name: str) -> str:
+    return (
+        f"{name} is out of range: at most {POS_NUMBER.integer_digits} digits before the point "
+        f"and {POS_NUMBER.fraction_digits} after."
+    )
+
+
 def validate_pos_invoice(
     invoice: NormalisedPosInvoice, context: PosValidationContext | None = None
 ) -> list[Violation]:
@@ -201,10 +211,14 @@ def validate_pos_invoice(
     for index, item in enumerate(invoice.get("items") or ()):
         found.extend(_item(index, item, invoice_type))
     for ours, theirs, item_field in HEADER_TOTALS:
-        given = invoice.get(ours, "")
+        given, total = invoice.get(ours, ""), item_sum(invoice, item_field)
+        if total is not None and not within(format(total, "f"), POS_NUMBER):
+            # The hub sends the sum when the ERP gives none: it must fit the bound too.
+            found.append(_bad(ours, _out_of_bound(theirs)))
+            continue
         if not given:
             continue  # the hub fills it from the items (to_ims_json)
-        value, total = parse_decimal(given), item_sum(invoice, item_field)
+        value = parse_decimal(given)
         if total is not None and (value is None or abs(value - total) >= Decimal("0.01")):
             found.append(_bad(ours, f"{theirs} must be the sum of the items' values ({total})."))
     return found

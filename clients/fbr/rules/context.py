@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from clients.fbr import reference
-from clients.fbr.payload import ITEM_NUMBER_FIELDS, NormalisedInvoice, parse_decimal
+from clients.fbr import numbers, reference
+from clients.fbr.numbers import NumberBound
+from clients.fbr.payload import ITEM_NUMBER_BOUNDS, NormalisedInvoice
 from clients.fbr.refdata.snapshot import ReferenceData, seed_reference_data
 from clients.fbr.reference import RateComponents, SaleType
 
@@ -69,14 +70,15 @@ Context = ValidationContext
 Violations = Sequence[Violation]
 OK: tuple[Violation, ...] = ()
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
-# A non-negative decimal text; groups: fraction digits (two spellings), exponent.
-_AMOUNT = re.compile(r"(?:\d+(?:\.(\d*))?|\.(\d+))([eE][+-]?\d+)?", re.ASCII)
-# The common case, checked first: at most 2 (quantity 4) significant decimals.
-_PLAIN = {
-    2: re.compile(r"\d+(?:\.\d{0,2}0*)?", re.ASCII),
-    4: re.compile(r"\d+(?:\.\d{0,4}0*)?", re.ASCII),
-}
-_DECIMALS = tuple((ours, 4 if ours == "quantity" else 2) for ours, _ in ITEM_NUMBER_FIELDS)
+
+
+# The common case, checked first with one regex in C: a plain number within its bound.
+def _plain(bound: NumberBound) -> re.Pattern[str]:
+    whole, fraction = bound.integer_digits, bound.fraction_digits
+    return re.compile(rf"0*\d{{1,{whole}}}(?:\.\d{{0,{fraction}}}0*)?", re.ASCII)
+
+
+_BOUNDS = tuple((ours, bound, _plain(bound)) for ours, bound in ITEM_NUMBER_BOUNDS.items())
 _TOLERANCE_FLOOR = Decimal("1.00")
 _TOLERANCE_FRACTION = Decimal("0.005")
 
@@ -91,15 +93,25 @@ def parse_date(text: str) -> datetime.date | None:
         return None
 
 
-def fraction_digits(text: str) -> int | None:
-    """Significant decimal places of a non-negative amount text; ``None`` if not one."""
-    match = _AMOUNT.fullmatch(text)
-    if match is None:
-        return None
-    if match[3] is None:
-        return len((match[1] or match[2] or "").rstrip("0"))
-    exponent = Decimal(text).normalize().as_tuple().exponent
-    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+def number_problem(name: str, text: str, bound: NumberBound) -> tuple[str, str, str] | None:
+    """What is wrong with the number ``text`` of line field ``name``, if anything.
+
+    Returns:
+        ``(field, FBR code, message)``: 0300 for a text that is not a plain non-negative
+        number or has more integer digits than the bound, 0302 for too many decimals;
+        None for a number within its bound. The text is measured, never evaluated.
+    """
+    found = numbers.digits(text)
+    if found is None:
+        message = f"{name} must be a plain number, 0 or more (no sign, text or separators)."
+        return (name, "0300", message)
+    if found[0] > bound.integer_digits:
+        message = f"{name} is too large: at most {bound.integer_digits} digits before the point."
+        return (name, "0300", message)
+    if found[1] > bound.fraction_digits:
+        message = f"{name} has too many decimal places: round it to {bound.fraction_digits}."
+        return (name, "0302", message)
+    return None
 
 
 def close_enough(actual: Decimal, expected: Decimal) -> bool:
@@ -205,24 +217,23 @@ class Line:
         self.rates = self.product.rates
         self.rate_id = self.product.rate_id
         self.rate = self.product.rate
-        # One scan serves both number rules (0300, 0302): (field, code) of each bad number.
-        self.bad_numbers: list[tuple[str, str]] = []
-        for name, limit in _DECIMALS:
+        # One scan serves both number rules (0300, 0302): (field, code, message) of each bad
+        # number; a number in it is never evaluated (see amount()).
+        self.bad_numbers: list[tuple[str, str, str]] = []
+        for name, bound, plain in _BOUNDS:
             text = item.get(name, "")
-            if text and text != "0" and not _PLAIN[limit].fullmatch(text):
-                digits = fraction_digits(text)
-                if digits is None:
-                    self.bad_numbers.append((name, "0300"))
-                elif digits > limit:
-                    self.bad_numbers.append((name, "0302"))
+            if text and text != "0" and not plain.fullmatch(text):
+                problem = number_problem(name, text, bound)
+                if problem is not None:
+                    self.bad_numbers.append(problem)
 
     def violation(self, name: str, code: str, message: str) -> tuple[Violation]:
         """A violation at ``items[<index>].<name>``."""
         return (Violation(f"items[{self.index}].{name}", code, message),)
 
     def amount(self, name: str) -> Decimal | None:
-        """The line field as a decimal; None if empty or not a number."""
-        return parse_decimal(self.item.get(name, ""))
+        """The line field as a decimal; None if empty, not a number or out of its bound."""
+        return numbers.bounded_decimal(self.item.get(name, ""), ITEM_NUMBER_BOUNDS[name])
 
 
 ItemCheck = Callable[[Line], Violations]

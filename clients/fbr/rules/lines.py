@@ -177,10 +177,9 @@ def amounts_valid(line: Line) -> Violations:
     """0300: amounts are plain non-negative numbers."""
     if not line.bad_numbers:
         return OK
-    message = "{} must be a plain number, 0 or more (no sign, text or separators)."
     return [
-        Violation(f"items[{line.index}].{name}", code, message.format(name))
-        for name, code in line.bad_numbers
+        Violation(f"items[{line.index}].{name}", code, message)
+        for name, code, message in line.bad_numbers
         if code == "0300"
     ]
 
@@ -190,12 +189,8 @@ def amount_decimals(line: Line) -> Violations:
     if not line.bad_numbers:
         return OK
     return [
-        Violation(
-            f"items[{line.index}].{name}",
-            code,
-            f"{name} has too many decimal places: round it to {4 if name == 'quantity' else 2}.",
-        )
-        for name, code in line.bad_numbers
+        Violation(f"items[{line.index}].{name}", code, message)
+        for name, code, message in line.bad_numbers
         if code == "0302"
     ]
 

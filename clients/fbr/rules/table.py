@@ -72,7 +72,7 @@ RULES: tuple[Rule, ...] = (
     _item("quantity_required", "0098", "Quantity given", ln.quantity_given),
     _item("value_excluding_st_required", "0021", "Value excluding tax given", ln.value_given),
     _item("sales_tax_required", "0018", "Sales tax given", ln.tax_given),
-    _item("amounts_valid", "0300", "Amounts are numbers, 0 or more", ln.amounts_valid),
+    _item("amounts_valid", "0300", "Numbers >= 0, in bound", ln.amounts_valid),
     _item("amount_decimals", "0302", "2 decimals, quantity 4", ln.amount_decimals),
     _item("extra_tax_empty_when_reduced", "0091", "No extra tax if reduced", ln.extra_tax_empty),
     _item("third_schedule_retail_price", "0090", "3rd Schedule price", ln.retail_price_required),
