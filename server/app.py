@@ -194,7 +194,13 @@ async def start_hub(
     configure_secrets(settings)
     reference = ReferenceStore(db)
     await reference.refresh()
-    ingestor = Ingestor(db, notifier, max_pending=settings.tenant_max_pending, reference=reference)
+    ingestor = Ingestor(
+        db,
+        notifier,
+        max_pending=settings.tenant_max_pending,
+        max_rejected_bytes=settings.tenant_max_rejected_bytes,
+        reference=reference,
+    )
     telemetry = TelemetryInterceptor(
         untraced_services=PUBLIC_SERVICES,
         server_address=settings.grpc_listen.rsplit(":", 1)[0].strip("[]"),

@@ -67,6 +67,33 @@ class InvalidField(HubError):
         return (Violation(self.path, "", self.message),)
 
 
+class TextNotStorable(InvalidField):
+    """Text fields hold a NUL or invalid UTF-8, which no database column can store.
+
+    Attributes:
+        violations: one per field at fault (the first is also ``path``).
+    """
+
+    reason = "TEXT_NOT_STORABLE"
+
+    def __init__(self, violations: tuple[Violation, ...]) -> None:
+        super().__init__(
+            violations[0].path if violations else "",
+            "text fields must be valid UTF-8 without NUL characters",
+        )
+        self.violations = violations
+
+    @property
+    def problems(self) -> tuple[Violation, ...]:
+        return self.violations
+
+
+class RequestUndecodable(InvalidField):
+    """The request bytes are not a protobuf message of the method's request type."""
+
+    reason = "REQUEST_UNDECODABLE"
+
+
 class FieldTooLong(InvalidField):
     """A text field is longer than its limit."""
 

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # have waiting for FBR before ingest stops reading (0 = no limit).
     ingest_window_invoices: int = Field(default=4000, ge=1)
     tenant_max_pending: int = Field(default=0, ge=0)
+    # Bytes of locally rejected invoices (excerpts and errors) a tenant may have stored; past
+    # it, invalid invoices are answered but not stored (0 = no limit).
+    tenant_max_rejected_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     # Stuck-work detection (alerts on the results stream, metrics, `fbrhub status`).
     stuck_after_seconds: float = Field(default=900.0, gt=0)
     monitor_interval_seconds: float = Field(default=30.0, gt=0)

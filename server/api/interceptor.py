@@ -9,7 +9,10 @@ interceptor wraps each method handler so that, around the servicer code, it:
    not call the method (``server.api.authz.RPC_ROLES``) with PERMISSION_DENIED, auditing both,
    before any servicer code runs (so PERMISSION_DENIED always comes before NOT_FOUND);
 3. makes the caller available to the servicer through :func:`current_caller`;
-4. turns a :class:`~server.api.errors.HubError` into its status, and anything unexpected into
+4. refuses a request holding text no database can store (NUL, invalid UTF-8) with
+   INVALID_ARGUMENT per field, and one that is not protobuf at all (:mod:`server.api.text`,
+   :mod:`server.api.decoding`);
+5. turns a :class:`~server.api.errors.HubError` into its status, and anything unexpected into
    a bare INTERNAL (the details go to the log, keyed by trace id, never to the client).
 """
 
@@ -28,9 +31,11 @@ from opentelemetry import trace
 
 from server.access.api_keys import ApiKeyVerifier, Caller, parse_api_key
 from server.api.authz import is_allowed
+from server.api.decoding import Undecodable, lenient
 from server.api.errors import error_status
+from server.api.text import refuse_unstorable_text
 from server.audit.access import AccessAuditor
-from server.errors import HubError, PermissionDenied, Unauthenticated
+from server.errors import HubError, PermissionDenied, RequestUndecodable, Unauthenticated
 from server.observability.semconv import ERROR_REASON, TENANT_ID
 
 logger = logging.getLogger(__name__)
@@ -153,7 +158,22 @@ class _Refusal:
         await call.fail(context, self.error)
 
 
+def _screen(request: Any) -> None:
+    """Refuse a request that did not decode, or holds text no database can store."""
+    if isinstance(request, Undecodable):
+        raise RequestUndecodable("request", "the request is not a valid protobuf message")
+    refuse_unstorable_text(request)
+
+
+async def _screened(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The messages of a request stream, each screened as it is read."""
+    async for request in requests:
+        _screen(request)
+        yield request
+
+
 def _wrap(handler: Any, method: str, caller: Caller | None, refusal: _Refusal | None) -> Any:
+    deserializer = lenient(handler.request_deserializer)
     if handler.unary_unary or handler.stream_unary:
         inner_unary = handler.unary_unary or handler.stream_unary
 
@@ -164,6 +184,10 @@ def _wrap(handler: Any, method: str, caller: Caller | None, refusal: _Refusal | 
             # Each RPC runs in its own task, so setting the variable scopes it to the call.
             _caller.set(caller)
             try:
+                if handler.unary_unary:
+                    _screen(request)
+                else:
+                    request = _screened(request)
                 return await inner_unary(request, context)
             except Exception as exc:
                 await call.handle(context, exc)
@@ -175,7 +199,7 @@ def _wrap(handler: Any, method: str, caller: Caller | None, refusal: _Refusal | 
         )
         return factory(
             unary,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
 
@@ -189,6 +213,10 @@ def _wrap(handler: Any, method: str, caller: Caller | None, refusal: _Refusal | 
             await refusal.refuse(call, context)
         _caller.set(caller)
         try:
+            if handler.unary_stream:
+                _screen(request)
+            else:
+                request = _screened(request)
             async for response in inner_stream(request, context):
                 yield response
         except Exception as exc:
@@ -201,6 +229,6 @@ def _wrap(handler: Any, method: str, caller: Caller | None, refusal: _Refusal | 
     )
     return factory(
         streaming,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=deserializer,
         response_serializer=handler.response_serializer,
     )

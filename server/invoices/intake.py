@@ -35,6 +35,7 @@ from server.db.models import Invoice, InvoiceState
 from server.db.notify import Notifier, publish
 from server.invoices.model import InvoiceError, SubmittedInvoice
 from server.invoices.reference_data import ReferenceStore
+from server.invoices.rejections import RejectionBudget, not_kept
 from server.invoices.storage import (
     Candidate,
     StoredInvoice,
@@ -103,6 +104,7 @@ class Ingestor:
         clock: Callable[[], dt.datetime] = utcnow,
         max_pending: int = 0,
         pending_check_seconds: float = 1.0,
+        max_rejected_bytes: int = 0,
         reference: ReferenceStore | None = None,
     ) -> None:
         self._db = db
@@ -112,6 +114,7 @@ class Ingestor:
         self._max_pending = max_pending
         self._pending_check_seconds = pending_check_seconds
         self._pending_seen: dict[uuid.UUID, tuple[int, float]] = {}
+        self.rejections = RejectionBudget(db, max_rejected_bytes)
 
     async def pending(self, tenant_id: uuid.UUID) -> int:
         """Invoices of the tenant still waiting for FBR (QUEUED, SENDING, RETRY_WAIT)."""
@@ -173,6 +176,7 @@ class Ingestor:
             batch = await self.validator.prepare(tenant, invoices)
             acks: dict[int, Ack] = {}
             candidates = self._candidates(invoices, batch, acks)
+        await self._keep_within_budget(tenant.id, candidates, acks)
         if candidates:
             await self._store_batch(tenant, list(candidates.values()), actor, acks)
         return _in_order(len(invoices), acks, candidates)
@@ -199,6 +203,18 @@ class Ingestor:
                 continue
             candidates[reference] = Candidate(index, invoice, verdict, digest)
         return candidates
+
+    async def _keep_within_budget(
+        self, tenant_id: uuid.UUID, candidates: dict[str, Candidate], acks: dict[int, Ack]
+    ) -> None:
+        """Answer, without storing, the rejections the tenant's budget has no room for."""
+        rejected = [c for c in candidates.values() if c.verdict.error is not None]
+        if not rejected:
+            return
+        for c in await self.rejections.over_budget(tenant_id, rejected):
+            del candidates[c.reference]
+            error = not_kept(c.verdict.error) if c.verdict.error else None
+            acks[c.index] = Ack(c.index, c.reference, AckOutcome.REJECTED, error=error)
 
     async def _store_batch(
         self,
@@ -353,8 +369,9 @@ def _in_order(count: int, acks: dict[int, Ack], candidates: dict[str, Candidate]
     result = []
     for index in range(count):
         ack = acks[index]
-        if ack.outcome is AckOutcome.DUPLICATE and ack.invoice_id is None:
-            first = acks[candidates[ack.erp_reference].index]
+        first_stored = candidates.get(ack.erp_reference)
+        if ack.outcome is AckOutcome.DUPLICATE and ack.invoice_id is None and first_stored:
+            first = acks[first_stored.index]
             ack = Ack(index, ack.erp_reference, ack.outcome, first.invoice_id, first.state)
         result.append(ack)
     return result

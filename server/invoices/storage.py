@@ -22,6 +22,7 @@ from clients.fbr.channels import Channel
 from server.db.bulk import copy_rows
 from server.db.models import Invoice, InvoiceState
 from server.invoices.model import SubmittedInvoice
+from server.invoices.rejections import excerpt
 from server.invoices.validation import Verdict
 
 _REFERENCE_ARRAY = postgresql.ARRAY(String)
@@ -72,6 +73,8 @@ def invoice_row(
 ) -> dict[str, Any]:
     """The invoices row of a candidate: QUEUED if valid, REJECTED_LOCAL otherwise.
 
+    A rejected invoice keeps only an excerpt of its payload (:mod:`server.invoices.rejections`).
+
     Args:
         traceparent: the ingest span that queues it, which its delivery attempts link to.
     """
@@ -92,7 +95,7 @@ def invoice_row(
             body.get("date_time", "")[:10] if pos else body.get("invoice_date", "")
         ),
         "original_invoice_id": c.verdict.original_id,
-        "payload": c.verdict.payload,
+        "payload": c.verdict.payload if valid else excerpt(c.verdict.payload),
         "error": None if c.verdict.error is None else c.verdict.error.to_json(),
         "attempt_count": 0,
         "next_attempt_at": now if valid else None,

@@ -27,6 +27,7 @@ from server.db.engine import Database
 from server.db.models import Invoice, InvoiceState
 from server.invoices.model import InvoiceError, SubmittedInvoice
 from server.invoices.reference_data import ReferenceStore
+from server.invoices.rejections import capped
 
 PAKISTAN_TIME = dt.timezone(dt.timedelta(hours=5), "PKT")
 MAX_REFERENCE_LENGTH = 100
@@ -35,6 +36,10 @@ MAX_REFERENCE_LENGTH = 100
 MAX_ITEMS = 1000
 MAX_TEXT_LENGTH = 1000
 _TOO_LONG = f"Too long: at most {MAX_TEXT_LENGTH} characters."
+# PostgreSQL can store no NUL in text, nor read one out of JSON; invalid UTF-8 arrives as one
+# (server.api.decoding).
+_NUL = "\x00"
+_NOT_STORABLE = "Must be valid UTF-8 text without NUL characters."
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,8 @@ class Verdict:
 
 
 def reference_usable(reference: str) -> bool:
-    """Whether an ERP reference can identify an invoice (1 to 100 characters)."""
-    return 0 < len(reference) <= MAX_REFERENCE_LENGTH
+    """Whether an ERP reference can identify an invoice (1 to 100 characters, no NUL)."""
+    return 0 < len(reference) <= MAX_REFERENCE_LENGTH and _NUL not in reference
 
 
 class InvoiceValidator:
@@ -151,11 +156,13 @@ class InvoiceValidator:
         violations += self._rule_violations(invoice, payload, batch)
         if violations:
             codes = sorted({v.fbr_error_code for v in violations if v.fbr_error_code})
-            error = InvoiceError(
-                reason="INVOICE_INVALID",
-                message=f"invoice failed {len(violations)} validation check(s)"
-                + (f" (FBR codes {', '.join(codes)})" if codes else ""),
-                violations=tuple(violations),
+            error = capped(
+                InvoiceError(
+                    reason="INVOICE_INVALID",
+                    message=f"invoice failed {len(violations)} validation check(s)"
+                    + (f" (FBR codes {', '.join(codes)})" if codes else ""),
+                    violations=tuple(violations),
+                )
             )
             return Verdict(payload, error)
         return Verdict(payload, None, self._original_of(invoice, batch))
@@ -200,40 +207,58 @@ class InvoiceValidator:
 def _reference_violations(reference: str) -> list[Violation]:
     if reference_usable(reference):
         return []
+    if _NUL in reference:
+        return [Violation("erp_reference", "", _NOT_STORABLE)]
     message = f"Give the ERP's own reference, 1 to {MAX_REFERENCE_LENGTH} characters."
     return [Violation("erp_reference", "", message)]
 
 
 def _size_violations(invoice: SubmittedInvoice) -> list[Violation]:
-    """Field length and line count limits (field names only, never the values)."""
+    """Field lengths, text the databases can store, and the line count (names, never values)."""
     body = invoice.body
-    found = [
-        Violation(name, "", _TOO_LONG)
-        for name, value in body.items()
-        if isinstance(value, str) and len(value) > MAX_TEXT_LENGTH
-    ]
+    header = {name: value for name, value in body.items() if name != "items"}
+    found = [] if _plain_text(header) else _field_violations(header, "")
     items = body.get("items") or []
     if len(items) > MAX_ITEMS:
         found.append(Violation("items", "", f"Too many lines: at most {MAX_ITEMS} per invoice."))
     for index, item in enumerate(items[:MAX_ITEMS]):
-        if not _short_enough(item):
-            found.extend(
-                Violation(f"items[{index}].{name}", "", _TOO_LONG)
-                for name, value in item.items()
-                if isinstance(value, str) and len(value) > MAX_TEXT_LENGTH
-            )
+        if not _plain_text(item, MAX_TEXT_LENGTH):
+            found.extend(_field_violations(item, f"items[{index}]."))
     if invoice.channel is Channel.POS:
         found = [Violation(f"pos.{v.path}", "", v.message) for v in found]
     return found
 
 
-def _short_enough(item: Mapping[str, Any]) -> bool:
-    """Whether no text of a line can be too long, because all of it together is not.
+def _field_violations(fields: Mapping[str, Any], prefix: str) -> list[Violation]:
+    """The fields that are too long or hold a NUL, checked one by one."""
+    found = []
+    for name, value in fields.items():
+        if not isinstance(value, str):
+            continue
+        if len(value) > MAX_TEXT_LENGTH:
+            found.append(Violation(f"{prefix}{name}", "", _TOO_LONG))
+        if _NUL in value:
+            found.append(Violation(f"{prefix}{name}", "", _NOT_STORABLE))
+    return found
 
-    That is nearly every line, and measuring the joined text is one pass in C instead of a
-    check per field; a line that fails it (or holds a non-text value) is checked field by field.
+
+def _plain_text(fields: Mapping[str, Any], total: int | None = None) -> bool:
+    """Whether no field can be at fault, because all of the text together is not.
+
+    That is nearly every invoice, and the joined text is measured and searched in C instead
+    of field by field; fields that fail it (or hold a non-text value) are checked one by one.
+
+    Args:
+        total: the most characters all the fields together may have; None: no total (each
+            field is then checked for length on its own, a pass over a few header fields).
     """
     try:
-        return len("".join(item.values())) <= MAX_TEXT_LENGTH
+        joined = "".join(fields.values())
     except TypeError:
         return False
+    if total is None:
+        short = len(joined) <= MAX_TEXT_LENGTH  # all together short: each is
+        return _NUL not in joined and (
+            short or all(len(v) <= MAX_TEXT_LENGTH for v in fields.values())
+        )
+    return len(joined) <= total and _NUL not in joined
