@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_CURSOR_SECRET = "development-only-cursor-secret"
+# Production secrets: at least 32 bytes, and not a word repeated (``openssl rand -base64 48``).
+MIN_SECRET_BYTES = 32
+_MIN_DISTINCT_CHARACTERS = 10
 # Development-only Fernet key for FBR tokens at rest (server.db.encryption); refused in production.
 DEVELOPMENT_FBR_TOKEN_KEY = "ZmJyaHViLWRldmVsb3BtZW50LW9ubHkta2V5LTAwMDA="
 
@@ -89,11 +92,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
-        if (
-            self.environment == "production"
-            and self.cursor_secret.get_secret_value() == DEVELOPMENT_CURSOR_SECRET
-        ):
-            raise ValueError("FBRHUB_CURSOR_SECRET must be set to a real secret in production")
+        secret = self.cursor_secret.get_secret_value()
+        if self.environment == "production" and not strong_secret(secret):
+            raise ValueError(
+                f"FBRHUB_CURSOR_SECRET must be a random secret of at least {MIN_SECRET_BYTES} "
+                "bytes in production (e.g. openssl rand -base64 48)"
+            )
         return self
 
     # --- Privacy, audit, access control, transport security --------------------------------
@@ -124,6 +128,29 @@ class Settings(BaseSettings):
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ValueError("FBRHUB_TLS_CLIENT_CA_FILE (mutual TLS) needs TLS to be on")
         return self
+
+
+def strong_secret(secret: str) -> bool:
+    """Whether a secret can be random enough: 32 bytes or more, not one character repeated.
+
+    A length and a spread of characters are all that can be checked; the placeholder and
+    short or repetitive values are what it catches.
+    """
+    return (
+        secret != DEVELOPMENT_CURSOR_SECRET
+        and len(secret.encode()) >= MIN_SECRET_BYTES
+        and len(set(secret)) >= _MIN_DISTINCT_CHARACTERS
+    )
+
+
+def settings_error(exc: ValidationError) -> str:
+    """A settings validation error as one readable line (no values, which may be secrets)."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"FBRHUB_{field.upper()}: {message}" if field else message)
+    return "invalid settings: " + "; ".join(problems)
 
 
 @lru_cache(maxsize=1)

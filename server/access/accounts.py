@@ -8,6 +8,8 @@ transaction. Closing, exporting and erasing accounts are privacy acts (:mod:`ser
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import re
 import uuid
 from collections.abc import Sequence
@@ -27,11 +29,31 @@ USERNAME = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,63}$")
 
 
+# bcrypt reads at most 72 bytes (bcrypt 5 refuses more): a longer password is hashed with
+# SHA-256 first, so that every character of it counts. 128 characters may be 512 bytes.
+_BCRYPT_MAX_BYTES = 72
+
+
+def _bcrypt_input(password: str) -> bytes:
+    """The bytes bcrypt hashes for ``password``: itself, or its SHA-256 if over 72 bytes."""
+    raw = password.encode()
+    if len(raw) <= _BCRYPT_MAX_BYTES:
+        return raw
+    return base64.b64encode(hashlib.sha256(raw).digest())
+
+
 async def hash_password(password: str, rounds: int) -> str:
-    """A bcrypt hash of a password, computed off the event loop."""
+    """A bcrypt hash of a password (any length, see ``_bcrypt_input``), off the event loop."""
     salt = bcrypt.gensalt(rounds)
-    hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode(), salt)
+    hashed = await asyncio.to_thread(bcrypt.hashpw, _bcrypt_input(password), salt)
     return hashed.decode()
+
+
+async def verify_password(password: str, stored: str) -> bool:
+    """Whether ``password`` is the one ``stored`` (a :func:`hash_password` hash) was made of."""
+    if not stored:
+        return False
+    return await asyncio.to_thread(bcrypt.checkpw, _bcrypt_input(password), stored.encode())
 
 
 def _check_fields(*, username: str, full_name: str, email: str, password: str) -> None:

@@ -12,7 +12,7 @@ from fbrhub.v1 import audit_service_pb2, audit_service_pb2_grpc
 from server.api.convert.common import time_from_proto, timestamp
 from server.api.follow import FollowOptions, Step, follow_events
 from server.api.interceptor import current_caller
-from server.api.limits import page_size
+from server.api.limits import check_lengths, check_list, page_size
 from server.api.tokens import Cursors, PageTokens, TokenCodec, sequence
 from server.audit.queries import AuditFilters, read_audit_events
 from server.audit.trail import audit_topic
@@ -20,9 +20,12 @@ from server.audit.verify import ChainProblem, verify_chain
 from server.db.engine import Database, mark_work
 from server.db.models import AuditEvent
 from server.db.notify import Notifier
+from server.errors import FieldTooLong
 from server.settings import Settings
 
 STREAM_PAGE = 500
+# Audit actions, resources and outcomes are short identifiers (``invoice.queued``).
+MAX_FILTER_TEXT = 200
 PROBLEMS = {
     ChainProblem.EVENT_EDITED: audit_service_pb2.CHAIN_PROBLEM_EVENT_EDITED,
     ChainProblem.EVENT_MISSING: audit_service_pb2.CHAIN_PROBLEM_EVENT_MISSING,
@@ -47,9 +50,20 @@ def event_to_proto(row: AuditEvent) -> audit_service_pb2.AuditEvent:
 
 
 def filters_from_request(request: audit_service_pb2.ListAuditEventsRequest) -> AuditFilters:
-    """The filters of a ListAuditEvents request."""
+    """The filters of a ListAuditEvents request.
+
+    Raises:
+        InvalidField: too many or too long values, a time out of range.
+    """
+    check_list(request.actions, "actions")
+    for index, action in enumerate(request.actions):
+        if len(action) > MAX_FILTER_TEXT:
+            raise FieldTooLong(
+                f"actions[{index}]", f"actions must be at most {MAX_FILTER_TEXT} characters"
+            )
+    check_lengths(request, resource_prefix=MAX_FILTER_TEXT, outcome=MAX_FILTER_TEXT)
     return AuditFilters(
-        actions=tuple(request.actions),
+        actions=tuple(dict.fromkeys(request.actions)),
         resource_prefix=request.resource_prefix,
         outcome=request.outcome,
         start_time=time_from_proto(request.start_time, "start_time")

@@ -1,6 +1,8 @@
-"""Request limits shared by the servicers: string lengths and page sizes."""
+"""Request limits shared by the servicers: string lengths, list sizes and page sizes."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from google.protobuf.message import Message
 
@@ -20,3 +22,13 @@ def page_size(requested: int, *, default: int, maximum: int) -> int:
     if requested < 0:
         raise InvalidField("page_size", "page_size must not be negative")
     return min(requested or default, maximum)
+
+
+MAX_FILTER_VALUES = 100
+"""Values one repeated filter may list (a query binds one parameter per value)."""
+
+
+def check_list(values: Sequence[object], path: str, *, maximum: int = MAX_FILTER_VALUES) -> None:
+    """INVALID_ARGUMENT if a repeated field lists more than ``maximum`` values."""
+    if len(values) > maximum:
+        raise InvalidField(path, f"{path} may list at most {maximum} values")

@@ -12,6 +12,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from server.commands import (
     accounts,
     keys,
@@ -25,7 +27,7 @@ from server.commands import (
 from server.commands.common import Command
 from server.errors import HubError
 from server.observability.logs import configure_logging
-from server.settings import get_settings
+from server.settings import get_settings, settings_error
 
 # In the order ``fbrhub --help`` lists them.
 GROUPS = (serve, refdata, status, tenants, keys, accounts, retention, secrets)
@@ -51,7 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return simulator_main(argv[1:])
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"error: {settings_error(exc)}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     command: Command = args.run
     try:

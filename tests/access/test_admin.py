@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import getpass
 import os
 import sys
@@ -196,11 +197,15 @@ async def test_fbr_token_is_encrypted_at_rest_and_keys_rotate(
         crypto.configure_token_keys([DEVELOPMENT_FBR_TOKEN_KEY])
 
 
-def test_placeholder_secrets_are_refused_in_production() -> None:
+def test_placeholder_and_weak_secrets_are_refused_in_production() -> None:
     real = Fernet.generate_key().decode()
+    strong = secrets.token_urlsafe(32)
     with pytest.raises(ValueError, match="FBR_TOKEN_KEYS"):
-        Settings(environment="production", cursor_secret="real-cursor-secret")  # type: ignore[arg-type]
-    Settings(environment="production", cursor_secret="real-cursor-secret", fbr_token_keys=real)  # type: ignore[arg-type]
+        Settings(environment="production", cursor_secret=strong)  # type: ignore[arg-type]
+    Settings(environment="production", cursor_secret=strong, fbr_token_keys=real)  # type: ignore[arg-type]
+    for weak in ("x", "real-cursor-secret", "a" * 64, "ab" * 40):
+        with pytest.raises(ValueError, match="CURSOR_SECRET"):
+            Settings(environment="production", cursor_secret=weak, fbr_token_keys=real)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="retention_years"):
         Settings(retention_years=4)
     with pytest.raises(ValueError):

@@ -63,7 +63,10 @@ async def test_hub_that_exits_early_fails_with_its_log_tail(tmp_path: Path) -> N
     hub = spawn_hub(tmp_path / "hub.log", {"environment": "staging"})
     with pytest.raises(ChildFailed, match=r"the hub exited early \(code [1-9]") as failed:
         await hub.wait_serving(timeout=30)
-    assert "environment" in str(failed.value)  # the settings error, from the log
+    # The settings error, from the log: one line, exit code 2, no traceback.
+    assert "(code 2)" in str(failed.value)
+    tail = str(failed.value).split(":\n", 1)[1].strip()
+    assert tail.startswith("error: invalid settings: FBRHUB_ENVIRONMENT") and "\n" not in tail
 
 
 async def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from clients.fbr.pos.payload import POS_SERVICE_FEE
 from clients.fbr.qr import QR_VERSION, print_data
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2
 from server.api.convert.common import date_from_text, time_from_proto
+from server.api.limits import check_list
 from server.db.models import InvoiceState
 from server.errors import InvalidField, NotFound
 from server.invoices.queries import InvoiceFilters, InvoiceLookup, PrintFacts
@@ -49,13 +50,14 @@ def filters_from_request(request: invoice_service_pb2.ListInvoicesRequest) -> In
     Raises:
         InvalidField: an unknown or unspecified state, a time out of range, a malformed date.
     """
+    check_list(request.states, "states")
     states = []
     for index, value in enumerate(request.states):
         if value not in _STATES:
             raise InvalidField(f"states[{index}]", "states must be InvoiceState values")
         states.append(_STATES[value])
     return InvoiceFilters(
-        states=tuple(states),
+        states=tuple(dict.fromkeys(states)),
         received_after=time_from_proto(request.received_after, "received_after")
         if request.HasField("received_after")
         else None,
