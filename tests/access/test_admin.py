@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import getpass
 import os
+import secrets
 import sys
 import uuid
 from pathlib import Path
