@@ -23,6 +23,7 @@ from fbrhub.v1 import (
     privacy_service_pb2_grpc,
 )
 from server.access.api_keys import ApiKeyVerifier
+from server.access.failures import FailureLimiter
 from server.api.admin import AdminService
 from server.api.audit import AuditService
 from server.api.authz import HUB_SERVICES as HUB_SERVICE_DESCRIPTORS
@@ -42,6 +43,7 @@ from server.invoices.monitor import QueueMonitor, record_circuit_alert
 from server.invoices.operator import Operator
 from server.invoices.pacing import BreakerChange
 from server.invoices.reference_data import ReferenceStore
+from server.observability.redaction import install_credential_filter
 from server.privacy.retention import run_periodically
 from server.settings import Settings
 
@@ -72,6 +74,7 @@ class Hub:
     listener: PostgresListener | None = None
     retention_stop: asyncio.Event = field(default_factory=asyncio.Event)
     periodic_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    auditor: AccessAuditor | None = None
 
     @property
     def address(self) -> str:
@@ -93,6 +96,11 @@ class Hub:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.auditor is not None:
+            try:
+                await self.auditor.flush()  # the last window of failed authentications
+            except Exception:  # losing counts must not block a stop
+                logger.exception("could not write the failed-authentication audit events")
         if self.listener is not None:
             await self.listener.stop()
         await self.fbr.aclose()
@@ -147,15 +155,18 @@ def _build_server(
     ingestor: Ingestor,
     verifier: ApiKeyVerifier,
     telemetry: TelemetryInterceptor,
+    auditor: AccessAuditor,
 ) -> grpc.aio.Server:
     """The gRPC server with the interceptors and every service (not yet bound or started)."""
+    failures = FailureLimiter(settings.auth_failures_per_peer, settings.auth_failure_window_seconds)
     server = grpc.aio.server(
         interceptors=[
             telemetry,
             HubInterceptor(
                 verifier,
                 public_services=PUBLIC_SERVICES,
-                auditor=AccessAuditor(db, notifier),
+                auditor=auditor,
+                failures=failures,
             ),
         ],
         options=[
@@ -188,6 +199,7 @@ async def start_hub(
     fbr: FbrClient | None = None,
 ) -> Hub:
     """Build and start a hub (the database must already be migrated)."""
+    install_credential_filter()  # grpc logs undecodable metadata (an API key) in full
     db = db or Database(settings.database_url)
     fbr = fbr or build_fbr_client(settings)
     notifier = Notifier()
@@ -205,6 +217,7 @@ async def start_hub(
         untraced_services=PUBLIC_SERVICES,
         server_address=settings.grpc_listen.rsplit(":", 1)[0].strip("[]"),
     )
+    auditor = AccessAuditor(db, notifier, window_seconds=settings.auth_audit_window_seconds)
     server = _build_server(
         settings,
         db=db,
@@ -212,6 +225,7 @@ async def start_hub(
         ingestor=ingestor,
         verifier=ApiKeyVerifier(db),
         telemetry=telemetry,
+        auditor=auditor,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -222,7 +236,7 @@ async def start_hub(
     for name in HUB_SERVICES:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(health.OVERALL_HEALTH, health_pb2.HealthCheckResponse.SERVING)
-    hub = Hub(settings, db, server, port, health_servicer, fbr, None, notifier)
+    hub = Hub(settings, db, server, port, health_servicer, fbr, None, notifier, auditor=auditor)
     _start_background(hub, reference)
     logger.info("hub listening on %s", hub.address)
     return hub
@@ -276,6 +290,8 @@ def _start_background(hub: Hub, reference: ReferenceStore) -> None:
             reference.run(hub.periodic_stop, settings.refdata_refresh_seconds), name="refdata"
         )
     )
+    if hub.auditor is not None:
+        hub.tasks.append(asyncio.create_task(hub.auditor.run(hub.periodic_stop), name="auth-audit"))
     if settings.retention_sweeper_enabled:
         sweeper = run_periodically(
             db,

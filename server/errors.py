@@ -171,6 +171,12 @@ class Unauthenticated(HubError):
     reason = "API_KEY_INVALID"
 
 
+class TooManyAuthFailures(HubError):
+    """The caller's address failed authentication too often lately; it must wait."""
+
+    reason = "AUTH_FAILURES_EXCEEDED"
+
+
 class PermissionDenied(HubError):
     """The API key is valid but its role may not call this method."""
 

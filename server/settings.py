@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     audit_heartbeat_seconds: float = 15.0
     audit_poll_seconds: float = 1.0
     password_bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    # Failed authentications: per client address and window before RESOURCE_EXHAUSTED
+    # (0 = no limit), and how often their aggregated audit events are written.
+    auth_failures_per_peer: int = Field(default=30, ge=0)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    auth_audit_window_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _refuse_placeholder_keys(self) -> Settings:

@@ -194,6 +194,8 @@ def hub_settings(database_url: str, fbr_base_url: str, **overrides: object) -> S
         "retry_max_seconds": 0.2,
         "results_poll_seconds": 0.1,
         "shutdown_grace_seconds": 2.0,
+        # Every test calls from 127.0.0.1: the per-address limit is tested on its own.
+        "auth_failures_per_peer": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

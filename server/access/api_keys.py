@@ -84,7 +84,13 @@ class Caller:
 
 
 class ApiKeyVerifier:
-    """Checks bearer tokens against the stored key hashes, with a short positive cache."""
+    """Checks bearer tokens against the stored key hashes, with a short positive cache.
+
+    Only a key that verified is cached, under its secret's digest: a wrong secret for a key
+    id that was just used is looked up in the database like an unknown key id, so the two
+    cost the same and the answer time tells nothing about which key ids exist. What keeps
+    failed attempts cheap is the per-peer limit in front of this (:mod:`server.access.failures`).
+    """
 
     def __init__(self, db: Database, *, cache_seconds: float = 30.0) -> None:
         self._db = db
@@ -95,6 +101,17 @@ class ApiKeyVerifier:
         """Drop a key from the cache (after revocation), so this process refuses it at once."""
         self._cache.pop(key_id, None)
 
+    def cached(self, token: str, now: float) -> Caller | None:
+        """The caller of a key verified within the cache time; None otherwise (no I/O)."""
+        parsed = parse_api_key(token)
+        if parsed is None:
+            return None
+        key_id, secret = parsed
+        found = self._cache.get(key_id)
+        if found is None or found[2] <= now:
+            return None
+        return found[1] if hmac.compare_digest(found[0], _sha256(secret)) else None
+
     async def verify(self, token: str, now: float) -> Caller | None:
         """Return the caller for a valid, unrevoked key, else None."""
         parsed = parse_api_key(token)
@@ -103,18 +120,23 @@ class ApiKeyVerifier:
         key_id, secret = parsed
         digest = _sha256(secret)
         cached = self._cache.get(key_id)
-        if cached is not None and cached[2] > now:
-            return cached[1] if hmac.compare_digest(cached[0], digest) else None
+        if cached is not None and cached[2] > now and hmac.compare_digest(cached[0], digest):
+            return cached[1]
         async with self._db.read("apikey.verify") as session:
             row = await session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
-        if row is None or row.revoked_at is not None:
-            self._cache.pop(key_id, None)
-            return None
-        if not hmac.compare_digest(row.secret_sha256, digest):
+        # The same comparison whether or not the key id exists.
+        stored = row.secret_sha256 if row is not None else _UNKNOWN_KEY_DIGEST
+        matches = hmac.compare_digest(stored, digest)
+        if row is None or row.revoked_at is not None or not matches:
+            if row is None or row.revoked_at is not None:
+                self._cache.pop(key_id, None)
             return None
         caller = Caller(tenant_id=row.tenant_id, role=Role(row.role), key_id=key_id)
         self._cache[key_id] = (row.secret_sha256, caller, now + self._cache_seconds)
         return caller
+
+
+_UNKNOWN_KEY_DIGEST = _sha256(secrets.token_urlsafe(32))
 
 
 # --- the lifecycle -----------------------------------------------------------------------------

@@ -7,7 +7,9 @@ interceptor wraps each method handler so that, around the servicer code, it:
    :class:`server.api.telemetry.TelemetryInterceptor`, which runs first; never personal data);
 2. rejects calls without a valid key with UNAUTHENTICATED, then calls whose key's role may
    not call the method (``server.api.authz.RPC_ROLES``) with PERMISSION_DENIED, auditing both,
-   before any servicer code runs (so PERMISSION_DENIED always comes before NOT_FOUND);
+   before any servicer code runs (so PERMISSION_DENIED always comes before NOT_FOUND); an
+   address that failed too often lately is refused with RESOURCE_EXHAUSTED without a
+   database read (:mod:`server.access.failures`);
 3. makes the caller available to the servicer through :func:`current_caller`;
 4. refuses a request holding text no database can store (NUL, invalid UTF-8) with
    INVALID_ARGUMENT per field, and one that is not protobuf at all (:mod:`server.api.text`,
@@ -30,12 +32,19 @@ from grpc_status import rpc_status
 from opentelemetry import trace
 
 from server.access.api_keys import ApiKeyVerifier, Caller, parse_api_key
+from server.access.failures import FailureLimiter, peer_host
 from server.api.authz import is_allowed
 from server.api.decoding import Undecodable, lenient
 from server.api.errors import error_status
 from server.api.text import refuse_unstorable_text
 from server.audit.access import AccessAuditor
-from server.errors import HubError, PermissionDenied, RequestUndecodable, Unauthenticated
+from server.errors import (
+    HubError,
+    PermissionDenied,
+    RequestUndecodable,
+    TooManyAuthFailures,
+    Unauthenticated,
+)
 from server.observability.semconv import ERROR_REASON, TENANT_ID
 
 logger = logging.getLogger(__name__)
@@ -102,10 +111,12 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
         *,
         public_services: frozenset[str],
         auditor: AccessAuditor | None = None,
+        failures: FailureLimiter | None = None,
     ) -> None:
         self._verifier = verifier
         self._public_services = public_services
         self._auditor = auditor
+        self._failures = failures or FailureLimiter(0, 60.0)
 
     async def intercept_service(
         self,
@@ -118,17 +129,42 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or service in self._public_services:
             return handler
         token = _bearer_token(handler_call_details.invocation_metadata)
-        caller = await self._verifier.verify(token, time.monotonic()) if token else None
-        return _wrap(handler, method, caller, self._refusal(method, token, caller))
+        return _wrap(handler, method, partial(self._authenticate, method, token))
+
+    async def _authenticate(
+        self, method: str, token: str | None, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tuple[Caller | None, _Refusal | None]:
+        """The caller of an RPC, or why it is refused (the peer is known only in the call)."""
+        now = time.monotonic()
+        peer = peer_host(context.peer() or "")
+        if self._failures.blocked(peer, now):
+            # Only a key verified moments ago gets through: no database work for the rest.
+            caller = self._verifier.cached(token, now) if token else None
+            if caller is None:
+                await self._count_failure(method, token)
+                return None, _Refusal(
+                    TooManyAuthFailures(
+                        "too many failed authentications from this address; try again later"
+                    ),
+                    None,
+                )
+        else:
+            caller = await self._verifier.verify(token, now) if token else None
+        if caller is None:
+            self._failures.failed(peer, now)
+        return caller, self._refusal(method, token, caller)
+
+    async def _count_failure(self, method: str, token: str | None) -> None:
+        if self._auditor is not None:
+            parsed = parse_api_key(token) if token else None
+            await self._auditor.unauthenticated(method, parsed[0] if parsed else None)
 
     def _refusal(self, method: str, token: str | None, caller: Caller | None) -> _Refusal | None:
         auditor = self._auditor
         if caller is None:
-            parsed = parse_api_key(token) if token else None
-            key_id = parsed[0] if parsed else None
             return _Refusal(
                 Unauthenticated("a valid API key is required"),
-                partial(auditor.unauthenticated, method, key_id) if auditor else None,
+                partial(self._count_failure, method, token),
             )
         if not is_allowed(method, caller.role):
             return _Refusal(
@@ -172,12 +208,18 @@ async def _screened(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield request
 
 
-def _wrap(handler: Any, method: str, caller: Caller | None, refusal: _Refusal | None) -> Any:
+Authenticate = Callable[
+    [grpc.aio.ServicerContext[Any, Any]], Awaitable[tuple[Caller | None, "_Refusal | None"]]
+]
+
+
+def _wrap(handler: Any, method: str, authenticate: Authenticate) -> Any:
     deserializer = lenient(handler.request_deserializer)
     if handler.unary_unary or handler.stream_unary:
         inner_unary = handler.unary_unary or handler.stream_unary
 
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            caller, refusal = await authenticate(context)
             call = _Call(method, caller)
             if refusal is not None:
                 await refusal.refuse(call, context)
@@ -208,6 +250,7 @@ def _wrap(handler: Any, method: str, caller: Caller | None, refusal: _Refusal | 
     async def streaming(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
+        caller, refusal = await authenticate(context)
         call = _Call(method, caller)
         if refusal is not None:
             await refusal.refuse(call, context)

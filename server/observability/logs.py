@@ -21,6 +21,8 @@ from typing import Any, Final
 import orjson
 from opentelemetry.instrumentation.logging import LoggingInstrumentor
 
+from server.observability.redaction import install_credential_filter
+
 # Ids and codes a log call may attach with ``extra=`` (docs/observability.md lists them).
 LOG_FIELDS: Final = (
     "tenant_id",
@@ -100,6 +102,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     inject_trace_context()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    install_credential_filter(handler)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

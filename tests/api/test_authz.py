@@ -100,7 +100,7 @@ async def test_every_rpc_with_every_role_and_without_a_key(
 
 
 async def test_refused_calls_are_audited_without_the_secret(
-    gov_channel: grpc.aio.Channel, role_keys: RoleKeys, db: Database
+    gov_hub: Hub, gov_channel: grpc.aio.Channel, role_keys: RoleKeys, db: Database
 ) -> None:
     privacy_method = next(m for m in _methods() if m.name == "ListPrivacyRequests")
     assert await call_rpc(gov_channel, privacy_method, role_keys.metadata("erp")) == (
@@ -112,6 +112,9 @@ async def test_refused_calls_are_audited_without_the_secret(
         grpc.StatusCode.UNAUTHENTICATED
     )
     assert await call_rpc(gov_channel, privacy_method, None) == grpc.StatusCode.UNAUTHENTICATED
+    # Failed authentications are counted in memory and written once per window.
+    assert gov_hub.auditor is not None
+    await gov_hub.auditor.flush()
     async with db.read() as session:
         tenant_events = list(
             await session.scalars(
@@ -126,8 +129,8 @@ async def test_refused_calls_are_audited_without_the_secret(
     assert [(e.outcome, e.actor, e.details) for e in denied] == [
         ("PERMISSION_DENIED", f"apikey:{key_id}", {"role": "erp"})
     ]
-    assert [(e.outcome, e.details["reason"]) for e in failed] == [
-        ("UNAUTHENTICATED", "WRONG_SECRET")
+    assert [(e.outcome, e.details["reason"], e.details["count"]) for e in failed] == [
+        ("UNAUTHENTICATED", "WRONG_SECRET", "1")
     ]
     assert any(e.actor == "anonymous" and e.details["reason"] == "NO_KEY" for e in system_events)
     for event in tenant_events + system_events:
