@@ -6,7 +6,9 @@ What happens to each record held about a subject:
   decisions and support messages deleted;
 - an invoice that is, or may become, a record FBR holds is kept unchanged until its
   retention ends (Sales Tax Act 1990 s.22, SRO 69(I)/2025: at least 5 years from receipt),
-  and a retention hold records until when and why;
+  and a retention hold records until when and why; an accepted invoice already past its
+  retention is deleted at once (and audited as ``invoice.purged``), rather than left for the
+  next retention sweep behind an answer naming a date already past;
 - an invoice that never became a fiscal record (rejected locally or by FBR, cancelled) has
   the buyer's identity pseudonymised; the row stays so the ERP's reference keeps its outcome;
 - corrections recorded against the subject's invoices are deleted.
@@ -26,12 +28,16 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clients.fbr.channels import Channel
+from server.audit.trail import NewAuditEvent, append_audit_events
 from server.db.models import (
     Account,
     AccountStatus,
     ConsentEvent,
+    DeliveryAttempt,
     Invoice,
     InvoiceAnnotation,
+    InvoiceState,
+    ResultEvent,
     RetentionHold,
     SupportMessage,
 )
@@ -49,6 +55,9 @@ RETENTION_REASON = (
     "s.22, SRO 69(I)/2025); the FBR record cannot be altered"
 )
 PSEUDONYM = "ERASED"
+IN_FLIGHT_REASON = (
+    "past its retention but still with FBR: kept until FBR's outcome is known, then purged"
+)
 
 
 @dataclass(frozen=True)
@@ -150,11 +159,15 @@ async def erase(
     else:
         assert subject.buyer_ntn_cnic is not None
         hold = _Holder(session, tenant_id, ref, request_id, retention_years, now)
+        past: list[Invoice] = []
         for invoice in await buyer_invoices(session, tenant_id, subject.buyer_ntn_cnic):
-            if invoice.state in FISCAL_STATES:
+            if invoice.state == InvoiceState.ACCEPTED and hold.past_retention(invoice):
+                past.append(invoice)
+            elif invoice.state in FISCAL_STATES:
                 verdicts.append(hold.verdict(invoice, force=force))
             else:
                 verdicts.append(_pseudonymise_buyer(invoice, ref, force=force))
+        verdicts += await _delete_past_retention(session, past, hold, force=force)
     verdicts += await _erase_annotations(session, tenant_id, ref, force=force)
     return ErasureReport(not force, verdicts)
 
@@ -170,7 +183,13 @@ class _Holder:
     retention_years: int
     now: dt.datetime
 
+    def past_retention(self, invoice: Invoice) -> bool:
+        """Whether the invoice's retention has ended."""
+        return retention_until(invoice.created_at, self.retention_years) <= self.now
+
     def verdict(self, invoice: Invoice, *, force: bool) -> ErasureVerdict:
+        if self.past_retention(invoice):  # in flight: FBR's outcome decides, then the sweep
+            return ErasureVerdict(f"invoices/{invoice.id}", "RETAINED", (), None, IN_FLIGHT_REASON)
         reason = RETENTION_REASON.format(years=self.retention_years)
         until = retention_until(invoice.created_at, self.retention_years)
         if force:
@@ -186,6 +205,42 @@ class _Holder:
                 )
             )
         return ErasureVerdict(f"invoices/{invoice.id}", "RETAINED", (), until, reason)
+
+
+async def _delete_past_retention(
+    session: AsyncSession, invoices: list[Invoice], hold: _Holder, *, force: bool
+) -> list[ErasureVerdict]:
+    """Delete accepted invoices whose retention has ended, as the retention sweep would."""
+    if force and invoices:
+        await purge_invoices(session, [invoice.id for invoice in invoices])
+        await append_audit_events(
+            session,
+            [
+                NewAuditEvent(
+                    tenant_id=hold.tenant_id,
+                    actor="system:erasure",
+                    action="invoice.purged",
+                    resource=f"invoices/{invoice.id}",
+                    request_id=hold.request_id,
+                    details={
+                        "retention_years": str(hold.retention_years),
+                        "reason": "erasure past retention",
+                    },
+                )
+                for invoice in invoices
+            ],
+            hold.now,
+        )
+    return [
+        ErasureVerdict(f"invoices/{invoice.id}", "DELETED", ("invoice",)) for invoice in invoices
+    ]
+
+
+async def purge_invoices(session: AsyncSession, ids: list[uuid.UUID]) -> None:
+    """Delete invoices with their attempts, result events, annotations and holds."""
+    for dependent in (DeliveryAttempt, ResultEvent, InvoiceAnnotation, RetentionHold):
+        await session.execute(delete(dependent).where(dependent.invoice_id.in_(ids)))
+    await session.execute(delete(Invoice).where(Invoice.id.in_(ids)))
 
 
 def _pseudonymise_buyer(invoice: Invoice, ref: str, *, force: bool) -> ErasureVerdict:

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from server.audit.trail import NewAuditEvent, append_audit_events
 from server.clock import Clock, utcnow
@@ -19,14 +19,10 @@ from server.db.engine import Database, mark_work
 from server.db.models import (
     Account,
     AccountStatus,
-    DeliveryAttempt,
     Invoice,
-    InvoiceAnnotation,
     InvoiceState,
-    ResultEvent,
-    RetentionHold,
 )
-from server.privacy.erasure import anonymise_account
+from server.privacy.erasure import anonymise_account, purge_invoices
 
 logger = logging.getLogger(__name__)
 
@@ -130,9 +126,7 @@ async def _purge_invoices(
         ids = [r.id for r in rows]
         if ids:
             mark_work(session, {"fbrhub.invoices": len(ids)})
-            for dependent in (DeliveryAttempt, ResultEvent, InvoiceAnnotation, RetentionHold):
-                await session.execute(delete(dependent).where(dependent.invoice_id.in_(ids)))
-            await session.execute(delete(Invoice).where(Invoice.id.in_(ids)))
+            await purge_invoices(session, ids)
         await append_audit_events(
             session,
             [
