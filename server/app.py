@@ -75,6 +75,7 @@ class Hub:
     retention_stop: asyncio.Event = field(default_factory=asyncio.Event)
     periodic_stop: asyncio.Event = field(default_factory=asyncio.Event)
     auditor: AccessAuditor | None = None
+    followers_stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def address(self) -> str:
@@ -85,6 +86,9 @@ class Hub:
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop: NOT_SERVING, stop claiming, drain RPCs, finish in-flight sends."""
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        # Followers (StreamResults, StreamAuditEvents) end first, cleanly: the grace is for
+        # in-flight work, and a follower only ever waits.
+        self.followers_stop.set()
         await self.health.enter_graceful_shutdown()
         if self.forwarder is not None:
             await self.forwarder.stop()
@@ -156,6 +160,7 @@ def _build_server(
     verifier: ApiKeyVerifier,
     telemetry: TelemetryInterceptor,
     auditor: AccessAuditor,
+    followers_stop: asyncio.Event,
 ) -> grpc.aio.Server:
     """The gRPC server with the interceptors and every service (not yet bound or started)."""
     failures = FailureLimiter(settings.auth_failures_per_peer, settings.auth_failure_window_seconds)
@@ -178,13 +183,14 @@ def _build_server(
     tokens = TokenCodec(settings.cursor_secret.get_secret_value().encode())
     operator = Operator(db, notifier, ingestor)
     invoice_service_pb2_grpc.add_InvoiceServiceServicer_to_server(
-        InvoiceService(db, ingestor, notifier, tokens, settings, operator), server
+        InvoiceService(db, ingestor, notifier, tokens, settings, operator, stopping=followers_stop),
+        server,
     )
     privacy_service_pb2_grpc.add_PrivacyServiceServicer_to_server(
         PrivacyService(db, tokens, settings), server
     )
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
-        AuditService(db, notifier, tokens, settings), server
+        AuditService(db, notifier, tokens, settings, stopping=followers_stop), server
     )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminService(db, verifier, tokens, settings), server
@@ -218,6 +224,7 @@ async def start_hub(
         server_address=settings.grpc_listen.rsplit(":", 1)[0].strip("[]"),
     )
     auditor = AccessAuditor(db, notifier, window_seconds=settings.auth_audit_window_seconds)
+    followers_stop = asyncio.Event()
     server = _build_server(
         settings,
         db=db,
@@ -226,6 +233,7 @@ async def start_hub(
         verifier=ApiKeyVerifier(db),
         telemetry=telemetry,
         auditor=auditor,
+        followers_stop=followers_stop,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -236,7 +244,18 @@ async def start_hub(
     for name in HUB_SERVICES:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(health.OVERALL_HEALTH, health_pb2.HealthCheckResponse.SERVING)
-    hub = Hub(settings, db, server, port, health_servicer, fbr, None, notifier, auditor=auditor)
+    hub = Hub(
+        settings,
+        db,
+        server,
+        port,
+        health_servicer,
+        fbr,
+        None,
+        notifier,
+        auditor=auditor,
+        followers_stop=followers_stop,
+    )
     _start_background(hub, reference)
     logger.info("hub listening on %s", hub.address)
     return hub

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -79,9 +80,16 @@ class AuditService(audit_service_pb2_grpc.AuditServiceServicer):
     """The audit trail API."""
 
     def __init__(
-        self, db: Database, notifier: Notifier, tokens: TokenCodec, settings: Settings
+        self,
+        db: Database,
+        notifier: Notifier,
+        tokens: TokenCodec,
+        settings: Settings,
+        *,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self._db = db
+        self._stopping = stopping
         self._notifier = notifier
         self._settings = settings
         self._cursors = Cursors(tokens, "audit")
@@ -129,6 +137,7 @@ class AuditService(audit_service_pb2_grpc.AuditServiceServicer):
             follow=request.follow,
             poll_seconds=self._settings.audit_poll_seconds,
             heartbeat_seconds=self._settings.audit_heartbeat_seconds,
+            stop=self._stopping,
         )
         steps = follow_events(
             read_page, wait_for_news, after=after, page_size=STREAM_PAGE, options=options

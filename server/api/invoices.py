@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -46,8 +47,11 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
         tokens: TokenCodec,
         settings: Settings,
         operator: Operator,
+        *,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self._db = db
+        self._stopping = stopping
         self._operator = operator
         self._ingestor = ingestor
         self._notifier = notifier
@@ -161,6 +165,7 @@ class InvoiceService(invoice_service_pb2_grpc.InvoiceServiceServicer):
             poll_seconds=self._settings.results_poll_seconds,
             heartbeat_seconds=self._settings.results_heartbeat_seconds,
             announce_caught_up=True,
+            stop=self._stopping,
         )
         steps = follow_events(
             read_page, wait_for_news, after=after, page_size=RESULTS_PAGE, options=options
