@@ -108,6 +108,8 @@ class InvoiceValidator:
             for invoice in invoices
             if invoice.body.get("invoice_type") == INVOICE_TYPE_DEBIT_NOTE
             and invoice.body.get("invoice_ref_no")
+            # A reference with a NUL names no original (and PostgreSQL cannot compare it).
+            and _NUL not in invoice.body.get("invoice_ref_no", "")
         }
         originals: dict[str, Original] = {}
         if refs:
