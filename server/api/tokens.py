@@ -82,13 +82,13 @@ def sequence(value: object) -> int:
 
 
 def aware_time(value: object) -> dt.datetime:
-    """A timezone-aware ISO time."""
+    """A timezone-aware ISO time, in UTC (one that has no UTC form is refused)."""
     if not isinstance(value, str):
         raise TokenError("not a time")
     moment = dt.datetime.fromisoformat(value)
     if moment.tzinfo is None:
         raise TokenError("a time without a timezone")
-    return moment
+    return moment.astimezone(dt.UTC)  # OverflowError at the ends of the calendar
 
 
 def uuid_value(value: object) -> uuid.UUID:
