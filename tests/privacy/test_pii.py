@@ -89,10 +89,24 @@ async def test_planted_personal_data_never_reaches_logs_spans_metrics_or_errors(
     broken.update(buyer_ntn_cnic=BUYER_CNIC, buyer_business_name=BUYER_NAME)
     broken["items"][0]["hs_code"] = "bad"
 
+    # The error paths of text no database can hold and of numbers out of every bound.
+    with_nul = sample("PII-3")
+    with_nul.update(
+        buyer_ntn_cnic=BUYER_CNIC,
+        buyer_business_name=BUYER_NAME + "\x00",
+        buyer_address=BUYER_ADDRESS,
+        buyer_registration_type="Registered",
+        invoice_type="Debit Note",
+        invoice_ref_no=BUYER_CNIC + "\x00",
+    )
+    overflow = sample("PII-4")
+    overflow.update(buyer_ntn_cnic=BUYER_CNIC, buyer_business_name=BUYER_NAME)
+    overflow["items"][0]["quantity"] = "9e999999"
+    overflow["items"][0]["value_sales_excluding_st"] = "1e1000000"
+    planted = [to_proto(x) for x in (invoice, broken, with_nul, overflow)]
+
     async def requests() -> AsyncIterator[invoice_service_pb2.SubmitInvoicesRequest]:
-        yield invoice_service_pb2.SubmitInvoicesRequest(
-            invoices=[to_proto(invoice), to_proto(broken)]  # type: ignore[arg-type]
-        )
+        yield invoice_service_pb2.SubmitInvoicesRequest(invoices=planted)
 
     # An ERP's baggage is read with its trace context; it must never be copied anywhere.
     erp = (
@@ -101,8 +115,22 @@ async def test_planted_personal_data_never_reaches_logs_spans_metrics_or_errors(
         ("baggage", f"buyer={BUYER_NAME.replace(' ', '%20')},email={EMAIL}"),
     )
     acks = [a async for r in invoices.SubmitInvoices(requests(), metadata=erp) for a in r.acks]
-    assert len(acks) == 2
+    assert len(acks) == 4
     errors += [str(a.error) for a in acks]
+    checked = await invoices.ValidateInvoices(
+        invoice_service_pb2.ValidateInvoicesRequest(invoices=planted),
+        metadata=role_keys.metadata("erp"),
+    )
+    errors += [str(r.error) for r in checked.results]
+    assert [r.valid for r in checked.results] == [True, False, False, False]
+    undecodable = invoice_service_pb2.GetInvoiceRequest(erp_reference=BUYER_CNIC + "QQQQ")
+    raw = undecodable.SerializeToString().replace(b"QQQQ", b"\xff\xfe\xfd\xfc")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await gov_channel.unary_unary(
+            "/fbrhub.v1.InvoiceService/GetInvoice", request_serializer=lambda b: b
+        )(raw, metadata=role_keys.metadata("erp"))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    errors.append(f"{refused.value.details()} {refused.value.trailing_metadata()!r}")
     results = invoices.StreamResults(
         invoice_service_pb2.StreamResultsRequest(follow=True), metadata=role_keys.metadata("erp")
     )
@@ -171,6 +199,16 @@ async def test_planted_personal_data_never_reaches_logs_spans_metrics_or_errors(
             privacy_service_pb2.ExportPersonalDataRequest(
                 subject=privacy_service_pb2.DataSubject(buyer_ntn_cnic=BUYER_CNIC)
             ),
+            metadata=role_keys.metadata("erp"),
+        ),
+        privacy.ExportPersonalData(
+            privacy_service_pb2.ExportPersonalDataRequest(
+                subject=privacy_service_pb2.DataSubject(buyer_ntn_cnic=BUYER_CNIC + "\x00")
+            ),
+            metadata=po,
+        ),
+        invoices.GetInvoice(
+            invoice_service_pb2.GetInvoiceRequest(erp_reference=f"{BUYER_NAME}\x00"),
             metadata=role_keys.metadata("erp"),
         ),
     ]
