@@ -2,6 +2,8 @@
 #
 #   make demo      set up .venv if needed, then run the end-to-end demo (DEMO_ARGS=...)
 #   make test      set up .venv if needed, then run the test suite (PYTEST_ARGS=...)
+#   make audit     vulnerability assessment: pip-audit (PyPI), ruff's security rules on
+#                  server/ and clients/, npm audit; exceptions in audit-ignore.toml
 #   make lint      ruff check + ruff format --check + mypy + import contracts + buf lint/format
 #                  + generated-code check
 #   make gen       regenerate the Python stubs (clients/hub/src/fbrhub/) from proto/
@@ -30,11 +32,11 @@ BENCH_ARGS ?=
 # Ref for `make buf-breaking`; any buf input works, e.g. '.git#branch=main' or a .binpb image.
 BUF_AGAINST ?= .git\#branch=main
 
-.PHONY: help venv node demo test lint ruff ruff-check ruff-format-check mypy imports fmt gen check-gen \
-	gen-clients descriptors buf-lint buf-format buf-build buf-breaking bench clean distclean
+.PHONY: help venv node demo test audit lint ruff ruff-check ruff-format-check mypy imports fmt gen \
+	check-gen gen-clients descriptors buf-lint buf-format buf-build buf-breaking bench clean distclean
 
 help:
-	@echo "targets: venv demo test lint gen check-gen gen-clients descriptors buf-lint buf-format buf-build buf-breaking fmt bench clean distclean"
+	@echo "targets: venv demo test audit lint gen check-gen gen-clients descriptors buf-lint buf-format buf-build buf-breaking fmt bench clean distclean"
 
 # ---------------------------------------------------------------------------------------------
 # Environments (stamp files keep repeated runs fast; they are rebuilt when their inputs change)
@@ -73,6 +75,12 @@ test: $(VENV_STAMP)
 		echo "FBRHUB_TEST_POSTGRES_URL is not set: running the SQLite suite only; the PostgreSQL suite was NOT run."; \
 	fi
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Exit 1: findings not accepted in audit-ignore.toml; 3: a check could not reach its service
+# (reported as NOT CHECKED). AUDIT_ARGS=--strict makes 3 a failure.
+AUDIT_ARGS ?=
+audit: $(VENV_STAMP)
+	$(PY) scripts/audit.py $(AUDIT_ARGS)
 
 bench: $(VENV_STAMP)
 	@if [ -f bench/run_all.py ]; then \
