@@ -232,8 +232,15 @@ class Line:
         return (Violation(f"items[{self.index}].{name}", code, message),)
 
     def amount(self, name: str) -> Decimal | None:
-        """The line field as a decimal; None if empty, not a number or out of its bound."""
-        return numbers.bounded_decimal(self.item.get(name, ""), ITEM_NUMBER_BOUNDS[name])
+        """The line field as a decimal; None if empty, not a number or out of its bound.
+
+        The scan in ``__init__`` has measured every number field already: one it did not
+        list in ``bad_numbers`` is within its bound and safe to evaluate.
+        """
+        text = self.item.get(name, "")
+        if not text or (self.bad_numbers and any(bad[0] == name for bad in self.bad_numbers)):
+            return None
+        return Decimal(text)
 
 
 ItemCheck = Callable[[Line], Violations]
