@@ -11,12 +11,14 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import AccountStatus, InvoiceAnnotation, InvoiceState
-from server.errors import AccountAnonymised, FieldNotCorrectable
+from server.access.accounts import EMAIL
+from server.db.models import Account, AccountStatus, InvoiceAnnotation, InvoiceState
+from server.errors import AccountAnonymised, FieldNotCorrectable, InvalidField
 from server.privacy.subjects import (
     ACCOUNT_FIELDS,
     BUYER_FIELDS,
@@ -73,6 +75,23 @@ class CorrectionResult:
         )
 
 
+def _check_account_values(corrections: Mapping[str, str]) -> None:
+    """Each corrected account value must fit its column (and an e-mail be one).
+
+    Raises:
+        InvalidField: the first value that does not (named by index, never by value).
+    """
+    columns = cast(Table, Account.__table__).c
+    for index, (name, value) in enumerate(corrections.items()):
+        limit: int | None = getattr(columns[name].type, "length", None)
+        if limit is not None and len(value) > limit:
+            raise InvalidField(
+                f"corrections[{index}].value", f"{name} must be at most {limit} characters"
+            )
+        if name == "email" and not EMAIL.match(value):
+            raise InvalidField(f"corrections[{index}].value", "email must be an e-mail address")
+
+
 async def correct(
     session: AsyncSession,
     tenant_id: uuid.UUID,
@@ -98,6 +117,7 @@ async def correct(
                 f"corrections[{index}].field", f"field must be one of {', '.join(allowed)}"
             )
     if subject.account_id is not None:
+        _check_account_values(corrections)
         account = await load_account(session, tenant_id, subject.account_id, for_update=True)
         if account.status == AccountStatus.ANONYMISED:
             raise AccountAnonymised("the account has been anonymised")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -68,6 +69,7 @@ def _text() -> st.SearchStrategy[bytes]:
         st.dates().map(dt.date.isoformat),
         st.from_regex(r"[0-9]{1,15}(\.[0-9]{1,6})?", fullmatch=True),
         st.text(max_size=40),
+        st.text(min_size=20, max_size=320),  # around the columns' limits
     )
     text = st.one_of(st.sampled_from(HOSTILE_TEXT), plausible)
     invalid = st.one_of(
@@ -101,14 +103,22 @@ def _scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     raise NotImplementedError(field.full_name)
 
 
-def _values(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
+Known = Mapping[str, Sequence[str]]
+"""Field name -> values that exist in the hub (ids, references), so requests reach past
+"not found" into the code that writes."""
+
+
+def _values(field: FieldDescriptor, depth: int, known: Known) -> st.SearchStrategy[Any]:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return messages(field.message_type, depth + 1)
+        return messages(field.message_type, depth + 1, known)
+    if field.type == FieldDescriptor.TYPE_STRING and known.get(field.name):
+        existing = st.sampled_from(list(known[field.name])).map(str.encode)
+        return st.one_of(existing, existing, existing, TEXT)  # mostly what exists
     return _scalar(field)
 
 
-def _repeated(field: FieldDescriptor, depth: int) -> st.SearchStrategy[list[Any]]:
-    element = _values(field, depth)
+def _repeated(field: FieldDescriptor, depth: int, known: Known) -> st.SearchStrategy[list[Any]]:
+    element = _values(field, depth, known)
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         return st.lists(element, max_size=3)
     # Sometimes more values than one SQL statement may bind (PostgreSQL: 65,535).
@@ -126,8 +136,15 @@ def _timestamp(twin: type[Message]) -> st.SearchStrategy[Message]:
     return st.builds(lambda s, n: twin(seconds=s, nanos=n), seconds, nanos)
 
 
-def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[Message]:
-    """Messages of ``descriptor``'s bytes twin, every field optional, hostile values first."""
+def messages(
+    descriptor: Descriptor, depth: int = 0, known: Known | None = None
+) -> st.SearchStrategy[Message]:
+    """Messages of ``descriptor``'s bytes twin, every field optional, hostile values first.
+
+    Args:
+        known: values that exist in the hub, by field name, drawn besides hostile ones.
+    """
+    known = known or {}
     twin = bytes_twin(descriptor.full_name)
     if descriptor.full_name == "google.protobuf.Timestamp":
         return _timestamp(twin)
@@ -135,7 +152,9 @@ def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[Messag
         return st.just(twin())
     fields = {}
     for field in descriptor.fields:
-        values = _repeated(field, depth) if field.is_repeated else _values(field, depth)
+        values = (
+            _repeated(field, depth, known) if field.is_repeated else _values(field, depth, known)
+        )
         fields[field.name] = st.one_of(st.none(), values)
     return st.fixed_dictionaries(fields).map(lambda chosen: _build(twin, chosen))
 
@@ -210,3 +229,146 @@ def hostile_invoice(draw: st.DrawFn, valid: Message) -> Message:
 def unique_reference() -> str:
     """An ERP reference no other example uses."""
     return f"GEN-{uuid.uuid4().hex[:16]}"
+
+
+# --- plausible requests with one or two fields made hostile ------------------------------------
+
+PLAUSIBLE_TEXT = {
+    "request_id": "9b2f6c4e-1d3a-4f5b-8c7d-0e1f2a3b4c5d",
+    "email": "someone@example.pk",
+    "password": "a long enough password",
+    "username": "some.user",
+    "full_name": "Some Person",
+    "phone": "+92 300 1234567",
+    "name": "a key",
+    "fbr_token": "sandbox-token-8885801",
+    "value": "Corrected Value",
+    "source": "web form",
+    "reason": "asked by the subject",
+    "note": "checked with FBR",
+    "fbr_invoice_number": "8885801DI1234567890123",
+    "fbr_dated": "2025-01-01 10:00:00",
+    "invoice_date_from": "2025-01-01",
+    "invoice_date_to": "2025-12-31",
+    "outcome": "OK",
+    "resource_prefix": "invoices/",
+    "actions": "invoice.queued",
+}
+
+
+Pick = Callable[[Sequence[str]], str]
+
+
+def _first(values: Sequence[str]) -> str:
+    return values[0]
+
+
+def _plausible_scalar(field: FieldDescriptor, known: Known, pick: Pick) -> Any:
+    if field.type == FieldDescriptor.TYPE_STRING:
+        if known.get(field.name):
+            return pick(known[field.name]).encode()
+        return PLAUSIBLE_TEXT.get(field.name, "text").encode()
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return next((v.number for v in field.enum_type.values if v.number), 0)
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        return False
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return b"bytes"
+    return 10 if field.name == "page_size" else 1
+
+
+def plausible(descriptor: Descriptor, known: Known, depth: int = 0, pick: Pick = _first) -> Message:
+    """A twin message with every field set to a plausible value (the first of each oneof).
+
+    Args:
+        pick: chooses among the known values of a field (default: the first).
+    """
+    twin = bytes_twin(descriptor.full_name)()
+    if descriptor.full_name == "google.protobuf.Timestamp":
+        return bytes_twin(descriptor.full_name)(seconds=1_750_000_000)
+    for field in descriptor.fields:
+        if field.containing_oneof is not None and field.containing_oneof.fields[0] is not field:
+            continue
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            if depth >= MAX_DEPTH or _is_map(field):
+                continue
+            value = plausible(field.message_type, known, depth + 1, pick)
+            if field.is_repeated:
+                getattr(twin, field.name).append(value)
+            else:
+                getattr(twin, field.name).CopyFrom(value)
+        elif field.is_repeated:
+            getattr(twin, field.name).append(_plausible_scalar(field, known, pick))
+        else:
+            setattr(twin, field.name, _plausible_scalar(field, known, pick))
+    return twin
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and bool(field.message_type.GetOptions().map_entry)
+
+
+def _leaves(descriptor: Descriptor, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Paths to every non-message field, through singular and repeated (first) messages."""
+    found: list[tuple[str, ...]] = []
+    for field in descriptor.fields:
+        path = (*prefix, field.name)
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            if len(prefix) < 2 and not _is_map(field):
+                if field.message_type.full_name == "google.protobuf.Timestamp":
+                    found.append(path)
+                else:
+                    found.extend(_leaves(field.message_type, path))
+        else:
+            found.append(path)
+    return found
+
+
+@st.composite
+def mutated(draw: st.DrawFn, descriptor: Descriptor, known: Known) -> Message:
+    """A plausible request with one or two fields given hostile values."""
+    message = plausible(descriptor, known, pick=lambda values: draw(st.sampled_from(values)))
+    if "request_id" in descriptor.fields_by_name:  # a reused id is refused before any work
+        message.request_id = str(draw(st.uuids())).encode()  # type: ignore[attr-defined]
+    leaves = _leaves(descriptor)
+    if not leaves:
+        return message
+    for _ in range(draw(st.integers(1, 2))):
+        path = draw(st.sampled_from(leaves))
+        _set(draw, message, descriptor, path)
+    return message
+
+
+def _set(draw: st.DrawFn, message: Message, descriptor: Descriptor, path: tuple[str, ...]) -> None:
+    field = descriptor.fields_by_name[path[0]]
+    if len(path) > 1 or field.type == FieldDescriptor.TYPE_MESSAGE:
+        if field.message_type.full_name == "google.protobuf.Timestamp" and len(path) == 1:
+            container = getattr(message, field.name)
+            stamp = draw(_timestamp(bytes_twin(field.message_type.full_name)))
+            if field.is_repeated:
+                del container[:]
+                container.append(stamp)
+            else:
+                container.CopyFrom(stamp)
+            return
+        child = getattr(message, field.name)
+        if field.is_repeated:
+            if not child:
+                child.add()
+            child = child[0]
+        _set(draw, child, field.message_type, path[1:])
+        return
+    if field.is_repeated:
+        values = draw(_repeated(field, MAX_DEPTH, {}))
+        del getattr(message, field.name)[:]
+        getattr(message, field.name).extend(values)
+    elif field.type == FieldDescriptor.TYPE_STRING:
+        setattr(message, field.name, draw(st.one_of(AROUND_COLUMNS, TEXT)))
+    else:
+        setattr(message, field.name, draw(_scalar(field)))
+
+
+# Texts just past the lengths of the hub's columns (in characters; two bytes each in UTF-8).
+AROUND_COLUMNS = st.sampled_from(
+    [9, 14, 17, 21, 33, 41, 65, 73, 101, 201, 255, 301, 513, 1025]
+).map(lambda n: ("\u00e9" * n).encode())

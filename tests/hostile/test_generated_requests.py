@@ -29,14 +29,22 @@ from google.protobuf.descriptor import MethodDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from fbrhub.v1 import invoice_service_pb2
+from server.access.accounts import create_account
+from server.access.actor import SETUP
+from server.access.api_keys import create_api_key
 from server.access.roles import Role
+from server.access.tenants import load_tenant
 from server.api.authz import HUB_SERVICES, RPC_ROLES
 from server.app import Hub, start_hub
 from server.db.engine import Database
-from server.db.models import AuditEvent, Invoice
+from server.db.models import AuditEvent, Invoice, InvoiceState
+from server.db.notify import Notifier
+from server.invoices.intake import Ingestor
+from server.invoices.model import SubmittedInvoice
+from server.privacy.subjects import ACCOUNT_FIELDS, BUYER_FIELDS
 from tests.conftest import (
     OTHER_NTN,
     OTHER_TOKEN,
@@ -45,14 +53,20 @@ from tests.conftest import (
     make_role_keys,
     make_tenant,
 )
-from tests.helpers import proto_invoice
-from tests.hostile.generated import hostile_invoice, messages, twin_of, unique_reference
+from tests.helpers import proto_invoice, sample
+from tests.hostile.generated import (
+    hostile_invoice,
+    messages,
+    mutated,
+    twin_of,
+    unique_reference,
+)
 
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 METHODS = [m for service in HUB_SERVICES for m in service.methods]
 # Streams that follow (or wait) are read for this long, then cancelled.
 READ_SECONDS = 0.3
-EXAMPLES_PER_RPC = 100
+EXAMPLES_PER_RPC = 200
 SETTINGS = settings(
     max_examples=EXAMPLES_PER_RPC,
     deadline=None,
@@ -71,9 +85,57 @@ class World:
     channel: grpc.aio.Channel
     keys: RoleKeys
     other: uuid.UUID
+    known: dict[str, list[str]]
 
     def run(self, work: Any) -> Any:
         return self.loop.run_until_complete(work)
+
+
+BUYER = "3740512345671"
+
+
+async def _existing(db: Database, tenant_id: uuid.UUID) -> dict[str, list[str]]:
+    """Things that exist in the attacked tenant: an account, invoices in several states, keys
+    no test call uses (so rotating or revoking them leaves the test its keys)."""
+    profile = await load_tenant(db, tenant_id)
+    assert profile is not None
+    account_id = await create_account(
+        db, tenant_id, username="target", full_name="Target", email="t@example.pk",
+        phone="", password="target password 1", role=Role.ERP, consents=[("marketing", True)],
+        bcrypt_rounds=4, actor=SETUP,
+    )  # fmt: skip
+    references = [f"KNOWN-{state.value}" for state in _STATES]
+    invoices = []
+    for reference in references:
+        invoice = sample(reference)
+        invoice.update(buyer_ntn_cnic=BUYER, buyer_registration_type="Registered")
+        invoices.append(SubmittedInvoice.from_normalised(invoice))
+    acks = await Ingestor(db, Notifier()).submit(profile, invoices)
+    ids = [ack.invoice_id for ack in acks if ack.invoice_id is not None]
+    async with db.write("test.states") as session:
+        for invoice_id, state in zip(ids, _STATES, strict=True):
+            number = f"{profile.seller_ntn_cnic}DI{invoice_id.int % 10**13:013d}"
+            await session.execute(
+                update(Invoice)
+                .where(Invoice.id == invoice_id)
+                .values(state=state.value, fbr_invoice_number=number, fbr_dated="2025-01-01")
+            )
+    spare = [
+        (await create_api_key(db, tenant_id, role="erp", name=f"spare {i}"))[0].key_id
+        for i in range(3)
+    ]
+    return {
+        "account_id": [str(account_id)],
+        "buyer_ntn_cnic": [BUYER],
+        "invoice_id": [str(i) for i in ids],
+        "erp_reference": references,
+        "key_id": spare,
+        "fbr_invoice_number": [f"{profile.seller_ntn_cnic}DI{1:013d}"],
+        "field": [*ACCOUNT_FIELDS, *BUYER_FIELDS],
+    }
+
+
+_STATES = (InvoiceState.ACCEPTED, InvoiceState.IN_DOUBT, InvoiceState.REJECTED_FBR)
 
 
 @contextmanager
@@ -86,6 +148,7 @@ def world(database_url: str) -> Iterator[World]:
         other = await make_tenant(db, OTHER_NTN, OTHER_TOKEN)
         keys = await make_role_keys(db, tenant.id)
         keys.keys[Role.ERP] = tenant.api_key
+        known = await _existing(db, tenant.id)
         settings_ = hub_settings(
             database_url,
             "http://127.0.0.1:9",
@@ -95,7 +158,7 @@ def world(database_url: str) -> Iterator[World]:
         )
         hub = await start_hub(settings_, db=Database(database_url))
         channel = grpc.aio.insecure_channel(hub.address)
-        return World(loop, hub, channel, keys, other.id)
+        return World(loop, hub, channel, keys, other.id, known)
 
     running = loop.run_until_complete(start())
     try:
@@ -169,8 +232,11 @@ async def _watched(w: World) -> tuple[int, int]:
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
 def test_no_generated_request_reaches_internal(database_url: str, method: MethodDescriptor) -> None:
-    requests = messages(method.input_type)
     with world(database_url) as w:
+        requests = st.one_of(
+            messages(method.input_type, known=w.known),
+            mutated(method.input_type, w.known),
+        )
         watched = w.run(_watched(w))
 
         @SETTINGS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
 
@@ -13,7 +14,7 @@ from sqlalchemy import select, update
 from clients.fbr_simulator import FbrSimulator
 from fbrhub.v1 import invoice_pb2, invoice_service_pb2, invoice_service_pb2_grpc
 from server.access.tenants import load_tenant
-from server.app import Hub, start_hub
+from server.app import Hub, settle_garbage_collector, start_hub
 from server.db.engine import Database
 from server.db.models import DeliveryAttempt, Invoice, InvoiceState
 from server.db.notify import Notifier
@@ -108,6 +109,21 @@ async def test_health_answers_within_100_ms_while_the_worst_accepted_numbers_are
     (response,) = await submit(invoices, tenant, batch)
     assert {a.outcome for a in response.acks} == {invoice_service_pb2.ACK_OUTCOME_ACCEPTED}
     ids = [uuid.UUID(a.invoice_id) for a in response.acks]
+    # As `fbrhub serve` does after start-up: without it a full collection of the test
+    # process's heap pauses every task for up to ~250 ms, numbers or not.
+    thresholds = gc.get_threshold()
+    settle_garbage_collector()
+    try:
+        latencies = await _health_latencies(hub, ids)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+    assert latencies, "the invoices were delivered before a health check could be made"
+    assert max(latencies) < 0.1, sorted(latencies)[-5:]
+
+
+async def _health_latencies(hub: Hub, ids: list[uuid.UUID]) -> list[float]:
+    """Health check round trips, one after another, until every invoice is final."""
     async with grpc.aio.insecure_channel(hub.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         await health.Check(health_pb2.HealthCheckRequest())  # the connection is warm
@@ -118,8 +134,7 @@ async def test_health_answers_within_100_ms_while_the_worst_accepted_numbers_are
             latencies.append(time.perf_counter() - started)
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
             await asyncio.sleep(0.01)
-    assert latencies, "the invoices were delivered before a health check could be made"
-    assert max(latencies) < 0.1, sorted(latencies)[-5:]
+    return latencies
 
 
 async def _all_final(db: Database, ids: list[uuid.UUID]) -> bool:

@@ -156,3 +156,33 @@ async def test_an_fbr_token_and_a_password_longer_than_their_columns_take(
         metadata=metadata,
     )
     assert created.account_id
+
+
+async def test_a_correction_longer_than_its_column_is_a_field_error(
+    gov_channel: grpc.aio.Channel, role_keys: RoleKeys
+) -> None:
+    admin = admin_service_pb2_grpc.AdminServiceStub(gov_channel)
+    privacy = privacy_service_pb2_grpc.PrivacyServiceStub(gov_channel)
+    created = await admin.CreateAccount(
+        admin_service_pb2.CreateAccountRequest(
+            username="to.correct",
+            full_name="To Correct",
+            email="c@example.pk",
+            password="correct me please",
+            role=admin_service_pb2.ROLE_ERP,
+        ),
+        metadata=role_keys.metadata("admin"),
+    )
+    subject = privacy_service_pb2.DataSubject(account_id=created.account_id)
+    for field, value in (("phone", "1" * 100), ("full_name", "n" * 250), ("email", "not-mail")):
+        code, _, fields = await _refused(
+            privacy.CorrectPersonalData(
+                privacy_service_pb2.CorrectPersonalDataRequest(
+                    subject=subject,
+                    corrections=[privacy_service_pb2.FieldCorrection(field=field, value=value)],
+                    request_id=str(uuid.uuid4()),
+                ),
+                metadata=role_keys.metadata("privacy_officer"),
+            )
+        )
+        assert (code, fields) == (grpc.StatusCode.INVALID_ARGUMENT, {"corrections[0].value"})
