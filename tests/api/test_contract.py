@@ -98,6 +98,7 @@ def test_the_sdk_raises_the_family_the_hub_means() -> None:
         grpc.StatusCode.NOT_FOUND: sdk_errors.NotFoundError,
         grpc.StatusCode.ALREADY_EXISTS: sdk_errors.ConflictError,
         grpc.StatusCode.FAILED_PRECONDITION: sdk_errors.ConflictError,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: sdk_errors.ResourceExhaustedError,
     }
     for cls in _domain_classes(errors.HubError):
         code = next((STATUS_CODES[c] for c in cls.__mro__ if c in STATUS_CODES), None)

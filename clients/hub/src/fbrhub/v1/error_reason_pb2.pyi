@@ -50,6 +50,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A privacy request id was already used for another request (INVALID_ARGUMENT)."""
     INVALID_VALUE: _ErrorReason.ValueType  # 107
     """The generic reason of a field violation that matches no FBR error code."""
+    TEXT_NOT_STORABLE: _ErrorReason.ValueType  # 108
+    """Text fields hold a NUL or invalid UTF-8, which no database column can store
+    (INVALID_ARGUMENT); the BadRequest names every such field.
+    """
+    REQUEST_UNDECODABLE: _ErrorReason.ValueType  # 109
+    """The request bytes are not a protobuf message of the method's request type
+    (INVALID_ARGUMENT).
+    """
     INVOICE_INVALID: _ErrorReason.ValueType  # 200
     """An invoice failed validation; the BadRequest names every field at fault
     (INVALID_ARGUMENT, or a REJECTED ack). Fix the invoice and send it again.
@@ -68,12 +76,20 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     FBR_UNAVAILABLE: _ErrorReason.ValueType  # 204
     """FBR could not be reached yet (state RETRY_WAIT); the hub retries on its own."""
+    INVOICE_NOT_SENDABLE: _ErrorReason.ValueType  # 205
+    """The hub could not build FBR's request from a stored invoice (a number out of its
+    bound), so nothing was sent (state REJECTED_FBR). Correct it and call RetryInvoice.
+    """
     API_KEY_INVALID: _ErrorReason.ValueType  # 300
     """No valid API key: missing, malformed, unknown, revoked or with a wrong secret
     (UNAUTHENTICATED).
     """
     ROLE_NOT_ALLOWED: _ErrorReason.ValueType  # 301
     """The API key's role may not call this method (PERMISSION_DENIED)."""
+    AUTH_FAILURES_EXCEEDED: _ErrorReason.ValueType  # 302
+    """The caller's address failed authentication too often lately (RESOURCE_EXHAUSTED);
+    wait for the window (a minute by default) to pass.
+    """
     NOT_FOUND: _ErrorReason.ValueType  # 400
     """No such resource for this tenant, whether missing or another tenant's (NOT_FOUND).
     The ErrorInfo metadata `resourceType` says which kind.
@@ -217,7 +233,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     FBR_0204: _ErrorReason.ValueType  # 10204
     """FBR error 0204: Fits the scenario (field `sale_type`)."""
     FBR_0300: _ErrorReason.ValueType  # 10300
-    """FBR error 0300: Amounts are numbers, 0 or more."""
+    """FBR error 0300: Numbers >= 0, in bound."""
     FBR_0302: _ErrorReason.ValueType  # 10302
     """FBR error 0302: 2 decimals, quantity 4."""
     FBR_0401: _ErrorReason.ValueType  # 10401
@@ -274,6 +290,14 @@ REQUEST_ID_REUSED: ErrorReason.ValueType  # 106
 """A privacy request id was already used for another request (INVALID_ARGUMENT)."""
 INVALID_VALUE: ErrorReason.ValueType  # 107
 """The generic reason of a field violation that matches no FBR error code."""
+TEXT_NOT_STORABLE: ErrorReason.ValueType  # 108
+"""Text fields hold a NUL or invalid UTF-8, which no database column can store
+(INVALID_ARGUMENT); the BadRequest names every such field.
+"""
+REQUEST_UNDECODABLE: ErrorReason.ValueType  # 109
+"""The request bytes are not a protobuf message of the method's request type
+(INVALID_ARGUMENT).
+"""
 INVOICE_INVALID: ErrorReason.ValueType  # 200
 """An invoice failed validation; the BadRequest names every field at fault
 (INVALID_ARGUMENT, or a REJECTED ack). Fix the invoice and send it again.
@@ -292,12 +316,20 @@ its own. Check FBR's records, then call ResolveInvoice.
 """
 FBR_UNAVAILABLE: ErrorReason.ValueType  # 204
 """FBR could not be reached yet (state RETRY_WAIT); the hub retries on its own."""
+INVOICE_NOT_SENDABLE: ErrorReason.ValueType  # 205
+"""The hub could not build FBR's request from a stored invoice (a number out of its
+bound), so nothing was sent (state REJECTED_FBR). Correct it and call RetryInvoice.
+"""
 API_KEY_INVALID: ErrorReason.ValueType  # 300
 """No valid API key: missing, malformed, unknown, revoked or with a wrong secret
 (UNAUTHENTICATED).
 """
 ROLE_NOT_ALLOWED: ErrorReason.ValueType  # 301
 """The API key's role may not call this method (PERMISSION_DENIED)."""
+AUTH_FAILURES_EXCEEDED: ErrorReason.ValueType  # 302
+"""The caller's address failed authentication too often lately (RESOURCE_EXHAUSTED);
+wait for the window (a minute by default) to pass.
+"""
 NOT_FOUND: ErrorReason.ValueType  # 400
 """No such resource for this tenant, whether missing or another tenant's (NOT_FOUND).
 The ErrorInfo metadata `resourceType` says which kind.
@@ -441,7 +473,7 @@ FBR_0203: ErrorReason.ValueType  # 10203
 FBR_0204: ErrorReason.ValueType  # 10204
 """FBR error 0204: Fits the scenario (field `sale_type`)."""
 FBR_0300: ErrorReason.ValueType  # 10300
-"""FBR error 0300: Amounts are numbers, 0 or more."""
+"""FBR error 0300: Numbers >= 0, in bound."""
 FBR_0302: ErrorReason.ValueType  # 10302
 """FBR error 0302: 2 decimals, quantity 4."""
 FBR_0401: ErrorReason.ValueType  # 10401
